@@ -1,1 +1,72 @@
-fn main() {}
+//! The `charter` binary: argv, environment and files in; typed calls into the
+//! library crates out. Nothing below this crate reads the environment.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod commands;
+
+/// Exit codes of every command (docs/cli.md).
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The work found a problem: spec errors, a refused plan, ...
+    pub const PROBLEM: u8 = 1;
+    /// Usage or environment error.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Parser)]
+#[command(name = "charter", version, about = "Compile one Markdown spec (app.md) into a production web application.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check a spec; report every problem at once.
+    Check {
+        /// The spec file.
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        /// `human` (default) or `json` (one JSON object per diagnostic line, on stdout).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Write a new app: NAME/app.md, README.md, .env.example, .gitignore.
+    New {
+        /// Directory to create (its last part also names the app).
+        name: PathBuf,
+    },
+    /// Rewrite a spec with aligned field tables, keeping all prose.
+    Fmt {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        /// Do not write; exit 1 if the file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    let code = match cli.command {
+        Command::Check { spec, format } => commands::check::run(&spec, format),
+        Command::New { name } => commands::new::run(&name),
+        Command::Fmt { spec, check } => commands::fmt::run(&spec, check),
+    };
+    ExitCode::from(code)
+}

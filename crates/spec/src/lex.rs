@@ -112,7 +112,8 @@ pub fn tokenize(text: &str, base: usize, code: Code) -> Result<Vec<Token>, Diagn
                                 i += 2;
                             }
                             Some('\\') => {
-                                value.push('\\');
+                                // Kept as written (regexes mean a literal backslash).
+                                value.push_str("\\\\");
                                 i += 2;
                             }
                             Some('|') => {

@@ -4,6 +4,7 @@
 //! given.
 
 pub mod diagnostic;
+pub mod fmt;
 pub mod inline;
 pub mod lex;
 pub mod parse;

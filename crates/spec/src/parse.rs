@@ -403,7 +403,9 @@ impl<'s> DocParser<'s> {
                     .label("unexpected columns");
                 d = d.help("write the header as `| field | type | rules |`, optionally with `| description |` as a fourth column");
                 self.diags.push(d);
-                return None;
+                // The table is there, just malformed: keep it so the entity
+                // is not also reported as having no table.
+                return Some(FieldTable { span, has_description: false, rows: Vec::new() });
             }
         };
         let columns = header.len();
