@@ -51,7 +51,9 @@ pub fn diff(current: &Schema, desired: &Schema, hints: &Hints) -> Plan {
             // A renamed column keeps its indexes under their old names;
             // the index is rebuilt under the new name.
             if !want.indexes.contains(ix) {
-                index_drops.push(Step { change: Change::DropIndex { table: have.name.clone(), index: ix.clone() }, destructive: None, checks: vec![] });
+                // Index drops run before table renames: name the table as it is then.
+                let table = renames.iter().find(|(_, new)| *new == have.name).map_or(&have.name, |(old, _)| old).clone();
+                index_drops.push(Step { change: Change::DropIndex { table, index: ix.clone() }, destructive: None, checks: vec![] });
             }
         }
         for ix in &want.indexes {

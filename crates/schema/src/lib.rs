@@ -147,3 +147,76 @@ pub struct Index {
     pub columns: Vec<String>,
     pub unique: bool,
 }
+
+/// The schema after `change`: how each step moves the shape. Executors use
+/// it to know the table they are rebuilding; tests use it to check that a
+/// plan lands exactly on the desired schema.
+pub fn apply_change(schema: &mut Schema, change: &Change) {
+    match change {
+        Change::CreateTable { table } => schema.tables.push(table.clone()),
+        Change::DropTable { table } => schema.tables.retain(|t| t.name != *table),
+        Change::RenameTable { from, to } => {
+            for t in &mut schema.tables {
+                if t.name == *from {
+                    t.name = to.clone();
+                }
+                for c in &mut t.columns {
+                    if let Some(r) = &mut c.references {
+                        if r.table == *from {
+                            r.table = to.clone();
+                        }
+                    }
+                }
+            }
+        }
+        Change::AddColumn { table, column, .. } => with_table(schema, table, |t| t.columns.push(column.clone())),
+        Change::DropColumn { table, column } => with_table(schema, table, |t| {
+            t.columns.retain(|c| c.name != *column);
+            t.indexes.retain(|i| !i.columns.contains(column));
+        }),
+        Change::RenameColumn { table, from, to } => with_table(schema, table, |t| {
+            for c in &mut t.columns {
+                if c.name == *from {
+                    c.name = to.clone();
+                }
+            }
+            for i in &mut t.indexes {
+                for c in &mut i.columns {
+                    if c == from {
+                        *c = to.clone();
+                    }
+                }
+            }
+        }),
+        Change::AlterColumn { table, to, .. } => with_table(schema, table, |t| {
+            for c in &mut t.columns {
+                if c.name == to.name {
+                    *c = to.clone();
+                }
+            }
+        }),
+        Change::CreateIndex { table, index } => with_table(schema, table, |t| t.indexes.push(index.clone())),
+        Change::DropIndex { table, index } => with_table(schema, table, |t| t.indexes.retain(|i| i.name != index.name)),
+    }
+}
+
+fn with_table(schema: &mut Schema, name: &str, f: impl FnOnce(&mut Table)) {
+    if let Some(t) = schema.tables.iter_mut().find(|t| t.name == name) {
+        f(t);
+    }
+}
+
+/// Whether two schemas describe the same database: the same tables, columns
+/// and indexes, whatever their order.
+pub fn same_schema(a: &Schema, b: &Schema) -> bool {
+    let norm = |s: &Schema| {
+        let mut tables = s.tables.clone();
+        for t in &mut tables {
+            t.columns.sort_by(|x, y| x.name.cmp(&y.name));
+            t.indexes.sort_by(|x, y| x.name.cmp(&y.name));
+        }
+        tables.sort_by(|x, y| x.name.cmp(&y.name));
+        tables
+    };
+    norm(a) == norm(b)
+}

@@ -115,3 +115,24 @@ fn dropping_an_entity_is_destructive() {
     let p = plan(BASE, &v2);
     assert!(matches!(&p.steps[..], [Step { change: Change::DropTable { table }, destructive: Some(_), .. }] if table == "tasks"));
 }
+
+/// Applying a plan's changes to the old schema gives the new one, for a
+/// chain of evolutions.
+#[test]
+fn plans_land_on_the_desired_schema() {
+    let v1 = BASE.to_string();
+    let v2 = v1.replace("| done | bool | default false |", "| done | bool | required, default false |\n| due | date | |\n| owner | User | default me |");
+    let v3 = v2.replace("### Task", "### Todo (renamed from Task)").replace("| due | date | |", "| deadline | date | renamed from due |");
+    let v4 = v3.replace("| owner | User | default me |", "").replace("required, 1..200", "required, unique, 1..100");
+    let versions = [String::new(), v1, v2, v3, v4];
+    let mut current = Schema::default();
+    for next in versions.iter().skip(1) {
+        let (want, hints) = schema(next);
+        let p = diff(&current, &want, &hints);
+        for step in &p.steps {
+            apply_change(&mut current, &step.change);
+        }
+        assert!(same_schema(&current, &want), "{p:#?}\n{current:#?}\n{want:#?}");
+        assert!(diff(&current, &want, &hints).is_empty());
+    }
+}
