@@ -307,12 +307,13 @@ pub fn backfill_text(b: &Backfill) -> String {
 }
 
 /// A plan with its verdicts, as `charter plan` prints it.
-pub fn render_plan(plan: &Plan, results: Option<&[Vec<CheckResult>]>) -> String {
+/// `results[i]` holds the check results of step `i` when its checks ran.
+pub fn render_plan(plan: &Plan, results: &[Option<Vec<CheckResult>>]) -> String {
     let mut out = String::new();
     if plan.steps.is_empty() {
         out.push_str("Nothing to do: the database matches the spec.\n");
     }
-    let verdicts: Vec<Verdict> = plan.steps.iter().enumerate().map(|(i, s)| s.verdict(results.and_then(|r| r.get(i)).map(Vec::as_slice))).collect();
+    let verdicts: Vec<Verdict> = plan.steps.iter().enumerate().map(|(i, s)| s.verdict(results.get(i).and_then(Option::as_deref))).collect();
     let width = plan.steps.len().to_string().len();
     for (i, (step, verdict)) in plan.steps.iter().zip(&verdicts).enumerate() {
         let _ = writeln!(out, "{:>width$}. [{}] {}", i + 1, verdict.label(), step.describe());

@@ -27,7 +27,7 @@ fn same_spec_plans_nothing() {
 fn empty_database_creates_every_table() {
     let (new, hints) = schema(BASE);
     let p = diff(&Schema::default(), &new, &hints);
-    insta::assert_snapshot!(render_plan(&p, None), @r"
+    insta::assert_snapshot!(render_plan(&p, &[]), @r"
     1. [safe] create table `users` (8 columns, 2 indexes)
     2. [safe] create table `tasks` (6 columns, 1 index)
     2 steps: 2 safe, 0 destructive, 0 refused

@@ -1,0 +1,37 @@
+use std::fmt;
+
+/// Errors of the store. `Internal` carries driver text for the log only;
+/// callers must not show it to end users of an app.
+#[derive(Debug)]
+pub enum StoreError {
+    /// Bad configuration (URL, paths).
+    Config(String),
+    /// The database cannot be opened or reached.
+    Unavailable(String),
+    /// The database does not match its migration history.
+    Drift(String),
+    /// A migration that ran into a problem the checks did not foresee; the
+    /// transaction was rolled back.
+    MigrationFailed(String),
+    Internal(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Config(m) => write!(f, "configuration: {m}"),
+            StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
+            StoreError::Drift(m) => write!(f, "the database does not match its migration history: {m}"),
+            StoreError::MigrationFailed(m) => write!(f, "migration failed and was rolled back: {m}"),
+            StoreError::Internal(m) => write!(f, "internal database error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Internal(e.to_string())
+    }
+}
