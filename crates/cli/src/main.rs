@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod commands;
+mod config;
 
 /// Exit codes of every command (docs/cli.md).
 pub mod exit {
@@ -39,6 +40,28 @@ enum Command {
         /// Directory to create (its last part also names the app).
         name: PathBuf,
     },
+    /// Show what `migrate` would do to the database: each step, safe or destructive, checked against the data.
+    Plan {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        /// Folder for the SQLite database, backups and the dev outbox.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Apply the plan in one transaction, recorded in the migration history.
+    Migrate {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Allow steps that lose data (a backup is taken first).
+        #[arg(long)]
+        allow_destructive: bool,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Rewrite a spec with aligned field tables, keeping all prose.
     Fmt {
         #[arg(default_value = "app.md")]
@@ -67,6 +90,12 @@ fn main() -> ExitCode {
         Command::Check { spec, format } => commands::check::run(&spec, format),
         Command::New { name } => commands::new::run(&name),
         Command::Fmt { spec, check } => commands::fmt::run(&spec, check),
+        Command::Plan { spec, data, format } => {
+            commands::migrate::run(commands::migrate::Args { spec: &spec, data: &data, allow_destructive: false, dry_run: true, format })
+        }
+        Command::Migrate { spec, data, allow_destructive, format } => {
+            commands::migrate::run(commands::migrate::Args { spec: &spec, data: &data, allow_destructive, dry_run: false, format })
+        }
     };
     ExitCode::from(code)
 }

@@ -136,3 +136,64 @@ fn fmt_aligns_tables_keeps_prose_and_refuses_broken_specs() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
 }
+
+#[test]
+fn plan_previews_and_migrate_applies_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(example(), dir.path().join("app.md")).unwrap();
+    let out = charter(&["plan"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1. [safe] create table `users`"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("3 steps: 3 safe, 0 destructive, 0 refused"));
+
+    let out = charter(&["migrate"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("migrated in"));
+    let db = dir.path().join("data/app.db");
+    assert!(db.is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let out = charter(&["migrate"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("Nothing to do"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn migrate_refuses_destructive_steps_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(example()).unwrap();
+    std::fs::write(dir.path().join("app.md"), &spec).unwrap();
+    assert_eq!(charter(&["migrate"], dir.path()).status.code(), Some(0));
+    std::fs::write(dir.path().join("app.md"), spec.replace("| archived | bool | default false                   |\n", "")).unwrap();
+
+    let out = charter(&["plan", "--format", "json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "a preview with a destructive step is not a failure");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcomes"][0]["verdict"]["verdict"], "destructive");
+    assert_eq!(report["applied"], false);
+
+    let out = charter(&["migrate"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("rerun with --allow-destructive"), "{}", text(&out.stderr));
+    let out = charter(&["migrate", "--allow-destructive"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("backup taken: data/backups/pre-migrate-"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn database_url_comes_from_the_env_file_and_bad_urls_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(example(), dir.path().join("app.md")).unwrap();
+    std::fs::write(dir.path().join(".env"), "# comment\nCHARTER_DATABASE_URL=\"sqlite://elsewhere/x.db\"\n").unwrap();
+    assert_eq!(charter(&["migrate"], dir.path()).status.code(), Some(0));
+    assert!(dir.path().join("elsewhere/x.db").is_file());
+    std::fs::write(dir.path().join(".env"), "CHARTER_DATABASE_URL=mysql://u:pw@h/db\n").unwrap();
+    let out = charter(&["migrate"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unsupported database URL scheme `mysql`"));
+    assert!(!text(&out.stderr).contains("pw"), "credentials never printed");
+}

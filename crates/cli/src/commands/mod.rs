@@ -1,5 +1,6 @@
 pub mod check;
 pub mod fmt;
+pub mod migrate;
 pub mod new;
 
 use crate::exit;
@@ -30,4 +31,15 @@ pub fn read_spec(path: &Path) -> Result<String, u8> {
 /// The file name shown in diagnostics: the path as the user typed it.
 pub fn display_name(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// Compiles the spec; on errors prints them and returns `None`.
+pub fn compile_or_report(path: &Path, source: &str) -> Option<charter_model::AppModel> {
+    let compiled = charter_model::compile(source);
+    if compiled.has_errors() {
+        let file = display_name(path);
+        eprint!("{}", charter_spec::diagnostic::render_human(&file, source, &compiled.diagnostics));
+        eprintln!("{file}: fix the errors above first (`charter check {file}`)");
+    }
+    compiled.model
 }
