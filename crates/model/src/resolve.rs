@@ -54,7 +54,10 @@ pub(crate) fn resolve(doc: &SpecDoc) -> (AppModel, Vec<Diagnostic>) {
             *slot = Some(me_rule.clone());
         }
     }
-    if model.entities.len() == 1 && doc.title.is_some() {
+    // An entity whose heading could not be read was already reported; it is
+    // not also "no entity".
+    let no_entity_headings = doc.entities.iter().all(|e| e.name.value == "User");
+    if no_entity_headings && doc.title.is_some() {
         let span = doc.entities_heading.or(doc.title.as_ref().map(|t| t.span)).unwrap_or_default();
         r.diags.push(
             Diagnostic::new(Code::NoEntities, span, "the spec declares no entity")
@@ -119,6 +122,12 @@ struct Resolver {
     broken_fields: std::collections::HashSet<(EntityId, String)>,
     broken_roles: std::collections::HashSet<String>,
     broken_entities: std::collections::HashSet<String>,
+    /// Entities whose field table could not be read: any field name may be
+    /// one of theirs, so paths through them are not checked.
+    unknown_fields: std::collections::HashSet<EntityId>,
+    /// Whether the spec has a `## Roles` section; without one the only role
+    /// is `member`, which is worth saying when a role is not found.
+    roles_declared: bool,
 }
 
 impl Resolver {
@@ -127,6 +136,7 @@ impl Resolver {
     }
 
     fn roles(&mut self, doc: &SpecDoc) -> (Vec<Role>, RoleId) {
+        self.roles_declared = doc.roles.is_some();
         let Some(section) = &doc.roles else {
             return (vec![Role { name: "member".into(), description: "everyone who signs up".into() }], RoleId(0));
         };
@@ -146,10 +156,16 @@ impl Resolver {
                 continue;
             }
             if RESERVED_WORDS.contains(&name.as_str()) {
+                let help = match name.as_str() {
+                    "and" | "or" | "not" => "`and`, `or` and `not` join conditions; pick another name",
+                    "true" | "false" | "null" => "`true`, `false` and `null` are values in conditions; pick another name",
+                    "everyone" => "`everyone` would read as `anyone`, which is built in; pick another name",
+                    _ => "`anyone`, `signed in` and `me` are built into conditions; pick another name",
+                };
                 self.err(
                     Diagnostic::new(Code::ReservedRole, line.name.span, format!("`{name}` is a built-in word, not a role name"))
                         .label("reserved")
-                        .help("`anyone`, `signed in` and `me` are built into conditions; pick another name"),
+                        .help(help),
                 );
                 self.broken_roles.insert(name.clone());
                 continue;
@@ -283,6 +299,7 @@ impl Resolver {
     fn fields(&mut self, model: &mut AppModel, id: EntityId, decl: &EntityDecl) {
         let Some(table) = &decl.table else {
             if id != USER {
+                self.unknown_fields.insert(id);
                 self.err(
                     Diagnostic::new(Code::NoFieldTable, decl.name.span, format!("the entity `{}` has no field table", decl.name.value))
                         .label("expected a `| field | type | rules |` table below")
@@ -291,6 +308,9 @@ impl Resolver {
             }
             return;
         };
+        if !table.readable {
+            self.unknown_fields.insert(id);
+        }
         let entity_names: Vec<String> = model.entities.iter().map(|e| e.name.clone()).collect();
         let mut new_fields: Vec<Field> = Vec::new();
         for row in &table.rows {
@@ -332,6 +352,8 @@ impl Resolver {
                     .label("field names are snake_case")
                     .maybe_help((!suggestion.is_empty() && suggestion != *name).then(|| format!("did you mean `{suggestion}`?"))),
             );
+            // Permissions may already use the corrected spelling.
+            self.broken_fields.insert((id, suggestion));
             return None;
         }
         let builtin = RECORD_BUILTINS.contains(&name.as_str()) || (id == USER && USER_BUILTINS.contains(&name.as_str()));
@@ -459,29 +481,50 @@ impl Resolver {
     }
 
     fn rules(&mut self, f: &mut Field, row: &FieldRow, model: &AppModel) {
-        let mut seen: Vec<(&'static str, Span)> = Vec::new();
+        let mut seen: Vec<&'static str> = Vec::new();
+        // Which ends of the range earlier rules have bounded.
+        let (mut has_lo, mut has_hi) = (false, false);
         let mut default_lit = None;
         let mut bounds: Vec<(&syn::RuleSyntax, Option<&syn::Literal>, Option<&syn::Literal>)> = Vec::new();
         let ty_name = type_name(&f.ty, model);
         for rule in &row.rules {
-            let key = match &rule.kind {
-                RuleKind::Range(..) | RuleKind::Min(_) | RuleKind::Max(_) => "bounds",
-                k => k.keyword(),
+            // Each end of the range may be bounded once, by `N..M`, `min`
+            // or `max`; every other rule may appear once.
+            let ends = match &rule.kind {
+                RuleKind::Range(lo, hi) => Some((lo.is_some(), hi.is_some())),
+                RuleKind::Min(_) => Some((true, false)),
+                RuleKind::Max(_) => Some((false, true)),
+                _ => None,
             };
-            // `min` and `max` may appear together; everything else once.
-            let clash = seen.iter().find(|(k, _)| {
-                *k == key && !(key == "bounds" && !matches!(rule.kind, RuleKind::Range(..)) && bounds.iter().all(|b| !matches!(b.0.kind, RuleKind::Range(..))))
-            });
-            if let Some((_, first)) = clash {
-                let _ = first;
-                self.err(
-                    Diagnostic::new(Code::ConflictingRules, rule.span, format!("`{}` is given twice, or conflicts with another bound", rule.kind.keyword()))
-                        .label("repeated")
-                        .help("give each rule once; write both bounds as `N..M` or as `min N, max M`"),
-                );
-                continue;
+            if let Some((lo, hi)) = ends {
+                let twice = match (lo && has_lo, hi && has_hi) {
+                    (true, true) => Some("both bounds are"),
+                    (true, false) => Some("the lower bound is"),
+                    (false, true) => Some("the upper bound is"),
+                    (false, false) => None,
+                };
+                if let Some(what) = twice {
+                    self.err(
+                        Diagnostic::new(Code::ConflictingRules, rule.span, format!("{what} given twice for `{}`", f.name))
+                            .label("bounded again here")
+                            .help("give each bound once: `1..80`, or `min 1, max 80`"),
+                    );
+                    continue;
+                }
+                has_lo |= lo;
+                has_hi |= hi;
+            } else {
+                let key = rule.kind.keyword();
+                if seen.contains(&key) {
+                    self.err(
+                        Diagnostic::new(Code::ConflictingRules, rule.span, format!("`{key}` is given twice for `{}`", f.name))
+                            .label("repeated")
+                            .help(if key == "default" { "a field has one default; keep the one you mean" } else { "give each rule once" }),
+                    );
+                    continue;
+                }
+                seen.push(key);
             }
-            seen.push((key, rule.span));
             let not_for = |this: &mut Self, what: &str| {
                 this.err(
                     Diagnostic::new(Code::RuleNotForType, rule.span, format!("`{what}` does not apply to {} {ty_name} field", article(&ty_name)))
@@ -584,7 +627,7 @@ impl Resolver {
             FieldType::Int | FieldType::Decimal | FieldType::Date => "value",
             _ => {
                 self.err(
-                    Diagnostic::new(Code::RuleNotForType, rule.span, format!("bounds do not apply to {} {ty_name} field", article(&ty_name)))
+                    Diagnostic::new(Code::RuleNotForType, rule.span, format!("bounds do not apply to {} {ty_name} field", article(ty_name)))
                         .label(format!("`{}` is {ty_name}", f.name))
                         .help("bounds limit the length of text, email and url, and the value of int, decimal and date"),
                 );
@@ -600,7 +643,7 @@ impl Resolver {
                     self.err(
                         Diagnostic::new(Code::BadBounds, lit.span, format!("this {kind} bound is not {expected}"))
                             .label(format!("expected {expected}"))
-                            .help(format!("`{}` is {ty_name}", f.name)),
+                            .help(format!("`{}` is {} {ty_name} field", f.name, article(ty_name))),
                     );
                     return;
                 }
@@ -674,9 +717,14 @@ impl Resolver {
                     Some(fname) => {
                         let allowed = id == USER && matches!((action, fname.value.as_str()), (Action::Update, "role") | (Action::Read, "email"));
                         if !allowed {
+                            let label = if id == USER {
+                                "only `update role` and `read email` are field-scoped"
+                            } else {
+                                "field-scoped permissions exist only for `User`"
+                            };
                             self.err(
                                 Diagnostic::new(Code::FieldPermission, fname.span.to(t.action.span), format!("`{} {}` is not a permission charter has", t.action.value, fname.value))
-                                    .label("field-scoped permissions exist only for `User`")
+                                    .label(label)
                                     .help("the only field-scoped lines are `- update role: ...` and `- read email: ...` under `### User`"),
                             );
                             continue;
@@ -740,10 +788,15 @@ impl Resolver {
                         w => did_you_mean(w, model.roles.iter().map(|r| r.name.as_str()).chain(["anyone"])),
                     };
                     let roles: Vec<&str> = model.roles.iter().map(|r| r.name.as_str()).collect();
+                    let list = if self.roles_declared {
+                        format!("the roles are: {}", roles.join(", "))
+                    } else {
+                        "without a `## Roles` section the only role is `member`; declare other roles there".to_string()
+                    };
                     self.err(
                         Diagnostic::new(Code::UnknownRole, name.span, format!("`{}` is not a role", name.value))
                             .label("unknown role")
-                            .maybe_help(help.or_else(|| Some(format!("the roles are: {}", roles.join(", "))))),
+                            .maybe_help(help.or(Some(list))),
                     );
                     return None;
                 }
@@ -785,10 +838,13 @@ impl Resolver {
         for (i, name) in names.iter().enumerate() {
             let e = model.entity(entity);
             let Some((fid, f)) = e.field_by_name(&name.value) else {
-                if self.broken_fields.contains(&(entity, name.value.clone())) {
+                if self.broken_fields.contains(&(entity, name.value.clone())) || self.unknown_fields.contains(&entity) {
                     return None;
                 }
-                let help = did_you_mean(&name.value, e.fields.iter().map(|f| f.name.as_str()));
+                // Fields reported as broken are still what the author meant.
+                let mut broken: Vec<&str> = self.broken_fields.iter().filter(|(b, _)| *b == entity).map(|(_, n)| n.as_str()).collect();
+                broken.sort_unstable();
+                let help = did_you_mean(&name.value, e.fields.iter().map(|f| f.name.as_str()).chain(broken));
                 self.err(
                     Diagnostic::new(Code::UnknownPathField, name.span, format!("`{}` has no field `{}`", e.name, name.value))
                         .label("unknown field")
@@ -803,7 +859,10 @@ impl Resolver {
                     _ => {
                         self.err(
                             Diagnostic::new(Code::PathThroughValue, names[i + 1].span, format!("`{}` is not a reference, so the path cannot go on", name.value))
-                                .label(format!("`{}.{}` is a {}", e.name, name.value, type_name(&f.ty, model)))
+                                .label({
+                                    let tn = type_name(&f.ty, model);
+                                    format!("`{}.{}` is {} {tn} field", e.name, name.value, article(&tn))
+                                })
                                 .help("only references to other entities can be followed with `.`"),
                         );
                         return None;
@@ -828,7 +887,7 @@ impl Resolver {
             }
             (FieldType::Ref(_) | FieldType::Id, LiteralKind::String(s)) => Ok(Value::Text(s.clone())),
             (FieldType::Bool, LiteralKind::Word(w)) if w == "true" || w == "false" => Ok(Value::Bool(w == "true")),
-            (FieldType::Int, LiteralKind::Number(n)) => n.parse().map(Value::Int).map_err(|_| format!("`{n}` is not a whole number in 64 bits")),
+            (FieldType::Int, LiteralKind::Number(n)) => n.parse().map(Value::Int).map_err(|_| not_an_int(n)),
             (FieldType::Decimal, LiteralKind::Number(n)) if is_valid_decimal(n) => Ok(Value::Decimal(n.clone())),
             (t, LiteralKind::String(s)) if t.is_textual() => Ok(Value::Text(s.clone())),
             (FieldType::Date, LiteralKind::Date(d)) if is_valid_date(d) => Ok(Value::Date(d.clone())),
@@ -837,31 +896,67 @@ impl Resolver {
                 if members.contains(w) {
                     Ok(Value::Enum(w.clone()))
                 } else {
-                    let hint = did_you_mean(w, members.iter().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
-                    Err(format!("`{w}` is not a member of `{}` ({}){hint}", path.dotted(), members.join(", ")))
+                    Err(format!("`{w}` is not a member of `{}` ({})", path.dotted(), members.join(", ")))
                 }
             }
             (FieldType::Role, LiteralKind::Word(w) | LiteralKind::String(w)) => match model.role_by_name(w) {
                 Some(r) => Ok(Value::Role(r)),
+                None if self.broken_roles.contains(w) => return None,
                 None => Err(format!("`{w}` is not a role")),
             },
             (FieldType::Json, _) => Err(format!("`{}` is json, which conditions cannot compare", path.dotted())),
-            (t, _) => Err(format!("`{}` is {}, and this value is not one", path.dotted(), type_name(t, model))),
+            (t, _) => {
+                let tn = type_name(t, model);
+                Err(format!("`{}` is {} {tn} field, and `{}` is not {} {tn} value", path.dotted(), article(&tn), literal_text(lit), article(&tn)))
+            }
         };
         match result {
             Ok(v) => Some(v),
             Err(msg) => {
+                let dotted = path.dotted();
                 let help = match (&f.ty, &lit.kind) {
-                    (FieldType::Text | FieldType::Email | FieldType::Url, LiteralKind::Word(w)) => format!("text values are quoted: `{} = \"{w}\"`", path.dotted()),
+                    (FieldType::Text | FieldType::Email | FieldType::Url, LiteralKind::Word(w)) if w != "me" => format!("text values are quoted: `{dotted} = \"{w}\"`"),
                     (FieldType::Bool, _) => "compare with `true` or `false`".into(),
+                    (FieldType::Int, _) => format!("compare with a whole number, like `{dotted} = 3`"),
+                    (FieldType::Decimal, _) => format!("compare with a number, like `{dotted} = 9.99`"),
                     (FieldType::Date, _) => "write dates as `2025-01-31`".into(),
                     (FieldType::DateTime, _) => "write instants as \"2025-01-31T12:00:00Z\"".into(),
+                    (FieldType::Enum(members), LiteralKind::Word(w) | LiteralKind::String(w)) => did_you_mean(w, members.iter().map(String::as_str))
+                        .unwrap_or_else(|| format!("write one of the members, bare: `{dotted} = {}`", members[0])),
+                    (FieldType::Enum(members), _) => format!("write one of the members, bare: `{dotted} = {}`", members[0]),
+                    (FieldType::Role, _) => {
+                        let roles = model.roles.iter().map(|r| r.name.as_str());
+                        let typo = match &lit.kind {
+                            LiteralKind::Word(w) | LiteralKind::String(w) => did_you_mean(w, roles.clone()),
+                            _ => None,
+                        };
+                        typo.unwrap_or_else(|| format!("the roles are: {}", roles.collect::<Vec<_>>().join(", ")))
+                    }
+                    (FieldType::Json, _) => "compare a field of another type".into(),
+                    (FieldType::Ref(_) | FieldType::Id, _) => "compare a reference to `User` with `me`, or a reference with an id in quotes".into(),
                     _ => "`me` matches references to `User`; other values must be of the field's type".into(),
                 };
                 self.err(Diagnostic::new(Code::ValueType, lit.span, msg).label("cannot be compared").help(help));
                 None
             }
         }
+    }
+}
+
+/// A literal as it was written, for messages.
+fn literal_text(lit: &syn::Literal) -> String {
+    match &lit.kind {
+        LiteralKind::String(s) => format!("\"{s}\""),
+        LiteralKind::Number(s) | LiteralKind::Date(s) | LiteralKind::Word(s) => s.clone(),
+    }
+}
+
+/// Why a number does not parse as an `int`.
+fn not_an_int(n: &str) -> String {
+    if n.contains('.') {
+        format!("`{n}` is not a whole number")
+    } else {
+        format!("`{n}` does not fit in a 64-bit integer")
     }
 }
 
@@ -940,7 +1035,8 @@ fn compile_pattern(p: &str) -> Result<(), String> {
         .map_err(|e| {
             let text = e.to_string();
             // The regex crate's message ends with a one-line summary.
-            text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim().to_string()
+            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim();
+            last.strip_prefix("error: ").unwrap_or(last).to_string()
         })
 }
 
@@ -953,6 +1049,7 @@ fn bound_value(ty: &FieldType, lit: &syn::Literal) -> Result<Bound, &'static str
         (FieldType::Decimal, LiteralKind::Number(n)) if is_valid_decimal(n) => Ok(Bound::Decimal(n.clone())),
         (FieldType::Decimal, _) => Err("a decimal number"),
         (FieldType::Date, LiteralKind::Date(d)) if is_valid_date(d) => Ok(Bound::Date(d.clone())),
+        (FieldType::Date, LiteralKind::Date(_)) => Err("a real calendar date"),
         _ => Err("a date written YYYY-MM-DD"),
     }
 }
@@ -1005,7 +1102,7 @@ fn default_value(f: &Field, lit: &syn::Literal, model: &AppModel) -> Result<Defa
         (FieldType::Ref(_), _) => bad(format!("{} {tn} field cannot have a literal default", article(&tn)), "references default only to `me` (for `User`)"),
         (FieldType::Bool, LiteralKind::Word(w)) if w == "true" || w == "false" => Ok(DefaultValue::Bool(w == "true")),
         (FieldType::Bool, _) => bad("a bool default is `true` or `false`".into(), "write `default false`"),
-        (FieldType::Int, LiteralKind::Number(n)) => n.parse().map(DefaultValue::Int).or_else(|_| bad(format!("`{n}` is not a whole number in 64 bits"), "write a whole number, like `default 0`")),
+        (FieldType::Int, LiteralKind::Number(n)) => n.parse().map(DefaultValue::Int).or_else(|_| bad(not_an_int(n), "write a whole number, like `default 0`")),
         (FieldType::Int, _) => bad("an int default is a whole number".into(), "write `default 0`"),
         (FieldType::Decimal, LiteralKind::Number(n)) if is_valid_decimal(n) => Ok(DefaultValue::Decimal(n.clone())),
         (FieldType::Decimal, _) => bad("a decimal default is a number".into(), "write `default 0.00`"),
@@ -1037,9 +1134,11 @@ fn default_value(f: &Field, lit: &syn::Literal, model: &AppModel) -> Result<Defa
 fn check_default_fits(f: &Field, v: &DefaultValue) -> Result<(), String> {
     let len_ok = |s: &str| {
         let n = s.chars().count() as u64;
-        let lo = matches!(f.min, Some(Bound::Length(m)) if n < m);
-        let hi = matches!(f.max, Some(Bound::Length(m)) if n > m);
-        if lo || hi { Err(format!("it has {n} characters")) } else { Ok(()) }
+        match (&f.min, &f.max) {
+            (Some(Bound::Length(m)), _) if n < *m => Err(format!("it has {n} characters, fewer than the minimum {m}")),
+            (_, Some(Bound::Length(m))) if n > *m => Err(format!("it has {n} characters, more than the maximum {m}")),
+            _ => Ok(()),
+        }
     };
     match v {
         DefaultValue::Text(s) => {

@@ -125,6 +125,17 @@ fn parse_duration(value: &str) -> Result<u64, String> {
     n.checked_mul(unit).filter(|s| *s > 0).ok_or_else(|| "the duration must be more than zero".to_string())
 }
 
+/// The one key that has every word of `key` (`session timeout` -> `session
+/// idle timeout`): a shortened key rather than a misspelled one.
+fn key_with_words(key: &str) -> Option<&'static str> {
+    let words: Vec<&str> = key.split_whitespace().collect();
+    let mut matches = SETTING_KEYS.iter().filter(|k| words.iter().all(|w| k.split_whitespace().any(|kw| kw == *w)));
+    match (matches.next(), matches.next()) {
+        (Some(k), None) => Some(k),
+        _ => None,
+    }
+}
+
 fn normalize_key(key: &str) -> String {
     key.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
@@ -133,13 +144,20 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
     let mut s = Settings::default();
     let mut seen: Vec<(String, Span)> = Vec::new();
     let mut lifetime_span = None;
+    // A session setting whose value was rejected is not compared with the
+    // other: the comparison would be against a value the spec never gave.
+    let mut session_value_rejected = false;
     for line in lines {
         let key = normalize_key(&line.key.value);
         if !SETTING_KEYS.contains(&key.as_str()) {
             diags.push(
                 Diagnostic::new(Code::UnknownSetting, line.key.span, format!("unknown setting `{}`", line.key.value))
                     .label("not a setting")
-                    .maybe_help(did_you_mean(&key, SETTING_KEYS.iter().copied()).or_else(|| Some(format!("settings are: {}", SETTING_KEYS.join(", "))))),
+                    .maybe_help(
+                        did_you_mean(&key, SETTING_KEYS.iter().copied())
+                            .or_else(|| key_with_words(&key).map(|k| format!("did you mean `{k}`?")))
+                            .or_else(|| Some(format!("settings are: {}", SETTING_KEYS.join(", ")))),
+                    ),
             );
             continue;
         }
@@ -188,7 +206,7 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
                 "password min length" => {
                     let n: u32 = value.parse().map_err(|_| bad(format!("`{raw}` is not a whole number"), "for example `password min length: 12`".into()))?;
                     if !(8..=64).contains(&n) {
-                        return Err(bad(format!("a minimum password length of {n} is outside 8..64"), "passwords must be allowed to be short enough to type and at least 8 characters".into()));
+                        return Err(bad(format!("a minimum password length of {n} is outside 8..64"), "write a whole number from 8 to 64".into()));
                     }
                     s.password_min_length = n;
                 }
@@ -217,10 +235,11 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
             Ok(())
         })();
         if let Err(d) = result {
+            session_value_rejected |= key.starts_with("session");
             diags.push(d);
         }
     }
-    if s.session_idle_timeout_secs > s.session_lifetime_secs {
+    if s.session_idle_timeout_secs > s.session_lifetime_secs && !session_value_rejected {
         let span = seen.iter().find(|(k, _)| k == "session idle timeout").map(|(_, s)| *s).or(lifetime_span).unwrap_or_default();
         diags.push(
             Diagnostic::new(Code::IdleOverLifetime, span, "the session idle timeout is longer than the session lifetime")

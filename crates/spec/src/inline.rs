@@ -168,9 +168,11 @@ fn parse_rule(g: &[Token]) -> Result<RuleKind, Diagnostic> {
                 None => {
                     let at = if g.len() > 2 { g[2].span.to(g[g.len() - 1].span) } else { span };
                     let written: Vec<&str> = rest.iter().map(|w| w.unwrap_or("?")).collect();
+                    let help = did_you_mean(&written.join(" "), ["cascade", "restrict", "set null"])
+                        .unwrap_or_else(|| "write `on delete cascade`, `on delete restrict` or `on delete set null`".to_string());
                     Err(Diagnostic::new(Code::UnknownRule, at, "`on delete` takes `cascade`, `restrict` or `set null`")
                         .label("not an on-delete action")
-                        .maybe_help(did_you_mean(&written.join(" "), ["cascade", "restrict", "set null"])))
+                        .help(help))
                 }
             }
         }
@@ -198,7 +200,9 @@ fn parse_rule(g: &[Token]) -> Result<RuleKind, Diagnostic> {
             let help = did_you_mean(&written, RULE_WORDS.iter().copied())
                 .or_else(|| did_you_mean(first, RULE_WORDS.iter().copied()))
                 .or_else(|| {
-                    if matches!(first, "optional" | "nullable") {
+                    if written == "not null" || matches!(first, "mandatory" | "notnull" | "nonnull") {
+                        Some("did you mean `required`?".to_string())
+                    } else if matches!(first, "optional" | "nullable") {
                         Some("fields are optional unless marked `required`; remove this rule".to_string())
                     } else if first == "references" || first == "ref" {
                         Some("a reference is written as the entity name in the type column".to_string())

@@ -53,8 +53,9 @@ struct DocParser<'s> {
     section: Section,
     /// Index of the entity whose body we are in.
     entity: Option<usize>,
-    /// A `Permissions:` label waiting for its list.
-    pending_permissions: Option<Span>,
+    /// A `Permissions:` label waiting for its list: the entity's index and
+    /// the label's span.
+    pending_permissions: Option<(usize, Span)>,
 }
 
 impl<'s> DocParser<'s> {
@@ -71,8 +72,9 @@ impl<'s> DocParser<'s> {
                 }
                 Event::Start(Tag::Paragraph) => self.paragraph(span),
                 Event::Start(Tag::Table(_)) => {
+                    let after_label = self.pending_permissions.is_some();
                     self.flush_pending(span);
-                    self.table(i, end, span);
+                    self.table(i, end, span, after_label);
                 }
                 Event::Start(Tag::List(_)) => self.list(i, end, span),
                 Event::Start(_) | Event::Rule | Event::Html(_) => self.flush_pending(span),
@@ -115,12 +117,23 @@ impl<'s> DocParser<'s> {
     /// A `Permissions:` label must be followed by its list; anything else
     /// arriving first is an error.
     fn flush_pending(&mut self, _at: Span) {
-        if let Some(label) = self.pending_permissions.take() {
+        if let Some((ei, label)) = self.pending_permissions.take() {
             self.diags.push(
                 Diagnostic::new(Code::PermissionsWithoutList, label, "`Permissions:` is not followed by a list")
                     .label("expected a bullet list right after this")
                     .help("write one line per action below it, e.g. `- read: signed in`"),
             );
+            self.mark_permissions_written(ei, label);
+        }
+    }
+
+    /// The spec meant to give this entity permissions even though they could
+    /// not be read; an empty block keeps it from also being reported as
+    /// having no permissions at all.
+    fn mark_permissions_written(&mut self, ei: usize, label: Span) {
+        let entity = &mut self.doc.entities[ei];
+        if entity.permissions.is_none() {
+            entity.permissions = Some(PermissionsBlock { label, lines: Vec::new() });
         }
     }
 
@@ -153,15 +166,27 @@ impl<'s> DocParser<'s> {
             HeadingLevel::H1 => {
                 self.entity = None;
                 if self.doc.title.is_some() {
+                    let names_section = SECTIONS.iter().find(|s| s.eq_ignore_ascii_case(&text.value));
+                    let help = match names_section {
+                        Some(s) => format!("did you mean `## {s}`? Sections are `##` headings"),
+                        None => "use `##` for sections and `###` for entities".to_string(),
+                    };
                     self.diags.push(
                         Diagnostic::new(Code::SecondAppName, text.span, "a second `#` heading")
                             .label("the app is already named above")
-                            .help("use `##` for sections and `###` for entities"),
+                            .help(help),
                     );
+                    if names_section.is_some() {
+                        // `# Entities` for `## Entities`: read what follows
+                        // as that section, or every entity below would be
+                        // lost and reported as missing.
+                        self.section(text);
+                    }
                 } else if text.value.is_empty() {
                     self.diags.push(
                         Diagnostic::new(Code::MissingAppName, span, "the app name is empty")
-                            .label("expected a name after `#`"),
+                            .label("expected a name after `#`")
+                            .help("write the app's name after `#`, e.g. `# Taskboard`"),
                     );
                     self.doc.title = Some(text);
                 } else {
@@ -181,19 +206,8 @@ impl<'s> DocParser<'s> {
     fn section(&mut self, text: Spanned<String>) {
         let lower = text.value.to_lowercase();
         let found = SECTIONS.iter().find(|s| s.to_lowercase() == lower);
-        let Some(name) = found else {
+        let Some(name) = found.or_else(|| self.misspelled_section(&text)) else {
             self.section = Section::Prose;
-            // Only a single word can be a typo of a section name; longer
-            // headings are prose by design.
-            if !lower.contains(' ') {
-                if let Some(near) = closest(&text.value, SECTIONS.iter().copied()) {
-                    self.diags.push(
-                        Diagnostic::new(Code::MisspelledSection, text.span, format!("`{}` is not a section charter reads", text.value))
-                            .label("read as prose")
-                            .help(format!("did you mean `{near}`?")),
-                    );
-                }
-            }
             return;
         };
         let heading = text.span;
@@ -229,6 +243,34 @@ impl<'s> DocParser<'s> {
                     self.doc.entities_heading = Some(heading);
                 }
             }
+        }
+    }
+
+    /// The section a misspelled heading was meant to be, if it is close to
+    /// one. Only a single word can be a typo of a section name; longer
+    /// headings are prose by design. Once reported, the heading is read as
+    /// the section it was meant to be (unless that section exists already),
+    /// so its content is checked in the same run instead of being dropped
+    /// and reported as missing.
+    fn misspelled_section(&mut self, text: &Spanned<String>) -> Option<&'static &'static str> {
+        if text.value.contains(char::is_whitespace) {
+            return None;
+        }
+        let near = closest(&text.value, SECTIONS.iter().copied())?;
+        let taken = match near {
+            "Settings" => self.doc.settings.is_some(),
+            "Roles" => self.doc.roles.is_some(),
+            _ => self.doc.entities_heading.is_some(),
+        };
+        self.diags.push(
+            Diagnostic::new(Code::MisspelledSection, text.span, format!("`{}` is not a section charter reads", text.value))
+                .label(if taken { "read as prose" } else { "misspelled section name" })
+                .help(format!("did you mean `{near}`?")),
+        );
+        if taken {
+            None
+        } else {
+            SECTIONS.iter().find(|s| **s == near)
         }
     }
 
@@ -310,6 +352,7 @@ impl<'s> DocParser<'s> {
                             .label("the lines below are not list items")
                             .help("start each permission line with `- `"),
                     );
+                    self.mark_permissions_written(ei, label_span);
                 } else {
                     self.open_permissions(ei, label_span);
                 }
@@ -344,10 +387,12 @@ impl<'s> DocParser<'s> {
                     .help("merge both lists under one `Permissions:` label"),
             );
         }
-        self.pending_permissions = Some(label);
+        self.pending_permissions = Some((ei, label));
     }
 
-    fn table(&mut self, start: usize, end: usize, span: Span) {
+    /// `after_label`: the table came right after a `Permissions:` label
+    /// (already reported), so it was meant as permissions, not fields.
+    fn table(&mut self, start: usize, end: usize, span: Span, after_label: bool) {
         match (self.section, self.entity) {
             (Section::Settings | Section::Roles, _) => {
                 let what = if self.section == Section::Settings { "settings" } else { "roles" };
@@ -367,11 +412,21 @@ impl<'s> DocParser<'s> {
             }
             (Section::Entities, Some(ei)) => {
                 if self.doc.entities[ei].table.is_some() {
+                    if after_label {
+                        return;
+                    }
                     self.diags.push(
                         Diagnostic::new(Code::SecondFieldTable, first_line_span(self.src, span), "a second field table in this entity")
                             .label("the entity's fields are already declared above")
                             .help("merge the rows into one table"),
                     );
+                    // Its rows are still read: they are checked in this run,
+                    // and names used in permissions are found.
+                    if let Some(more) = self.field_table(start, end, span) {
+                        let table = self.doc.entities[ei].table.as_mut().expect("checked above");
+                        table.rows.extend(more.rows);
+                        table.readable &= more.readable;
+                    }
                     return;
                 }
                 if let Some(table) = self.field_table(start, end, span) {
@@ -405,7 +460,7 @@ impl<'s> DocParser<'s> {
                 self.diags.push(d);
                 // The table is there, just malformed: keep it so the entity
                 // is not also reported as having no table.
-                return Some(FieldTable { span, has_description: false, rows: Vec::new() });
+                return Some(FieldTable { span, has_description: false, rows: Vec::new(), readable: false });
             }
         };
         let columns = header.len();
@@ -414,16 +469,33 @@ impl<'s> DocParser<'s> {
             let cells = split_row(self.src, row_span);
             let line = first_line_span(self.src, row_span);
             if cells.len() != columns {
-                let (msg, label) = if cells.len() < columns {
-                    (format!("this row has {} cells; the table has {columns} columns", cells.len()), "a cell is missing")
+                let msg = format!("this row has {} cells; the table has {columns} columns", cells.len());
+                let (at, label) = if cells.len() < columns {
+                    (line, "a cell is missing")
                 } else {
-                    (format!("this row has {} cells; the table has {columns} columns", cells.len()), "extra cell")
+                    let extra = cells[columns].span.to(cells[cells.len() - 1].span);
+                    (if extra.is_empty() { line } else { extra }, if cells.len() - columns == 1 { "extra cell" } else { "extra cells" })
                 };
                 self.diags.push(
-                    Diagnostic::new(Code::FieldTableRow, line, msg)
+                    Diagnostic::new(Code::FieldTableRow, at, msg)
                         .label(label)
                         .help("every row needs one cell per column; leave a cell empty as `|  |`, and write `\\|` for a pipe inside a cell"),
                 );
+                // The row is kept by name only, without a type: the field
+                // exists as far as the rest of the spec is concerned, so
+                // permissions that use it are not reported as well.
+                if !cells[0].value.is_empty() {
+                    let empty = Spanned::new(String::new(), Span::new(line.end, line.end));
+                    out.push(FieldRow {
+                        name: cells[0].clone(),
+                        ty: None,
+                        rules: Vec::new(),
+                        rules_text: empty.clone(),
+                        type_text: cells.get(1).cloned().unwrap_or(empty),
+                        description: None,
+                        span: line,
+                    });
+                }
                 continue;
             }
             let name = cells[0].clone();
@@ -456,65 +528,86 @@ impl<'s> DocParser<'s> {
                 span: line,
             });
         }
-        Some(FieldTable { span, has_description, rows: out })
+        Some(FieldTable { span, has_description, rows: out, readable: true })
     }
 
-    fn list(&mut self, start: usize, end: usize, span: Span) {
+    fn list(&mut self, start: usize, end: usize, _span: Span) {
         let items = self.list_items(start, end);
         match (self.section, self.entity) {
-            (Section::Settings, _) => {
-                for (item, _) in &items {
-                    if let Some(line) = self.setting_item(*item) {
-                        self.doc.settings.as_mut().expect("in settings").items.push(line);
-                    }
-                }
-            }
-            (Section::Roles, _) => {
-                for (item, _) in &items {
-                    if let Some(line) = self.role_item(*item) {
-                        self.doc.roles.as_mut().expect("in roles").items.push(line);
-                    }
-                }
-            }
-            (Section::Entities, Some(ei)) => {
-                if let Some(label) = self.pending_permissions.take() {
-                    let mut lines = Vec::new();
-                    for (item, _) in &items {
-                        if let Some(line) = self.permission_item(*item) {
-                            lines.push(line);
-                        }
-                    }
-                    let entity = &mut self.doc.entities[ei];
-                    match &mut entity.permissions {
-                        Some(existing) => existing.lines.extend(lines),
-                        None => entity.permissions = Some(PermissionsBlock { label, lines }),
-                    }
-                } else if let Some((item, _)) = items.iter().find(|(item, _)| looks_like_permission(&self.src[item.start..item.end])) {
-                    self.diags.push(
-                        Diagnostic::new(Code::PermissionsLabel, first_line_span(self.src, *item), "permission lines without a `Permissions:` label")
-                            .label("this looks like a permission rule")
-                            .help("put a line `Permissions:` right above the list"),
-                    );
-                }
-                return;
-            }
-            _ => return,
+            (Section::Settings | Section::Roles, _) => self.setting_or_role_items(items),
+            (Section::Entities, Some(ei)) => self.permission_list(ei, items),
+            _ => {}
         }
-        for (_, nested) in items {
-            if let Some(nested) = nested {
+    }
+
+    fn setting_or_role_items(&mut self, items: Vec<ListItem>) {
+        for item in items {
+            if self.section == Section::Settings {
+                if let Some(line) = self.setting_item(item.content) {
+                    self.doc.settings.as_mut().expect("in settings").items.push(line);
+                }
+            } else if let Some(line) = self.role_item(item.content) {
+                self.doc.roles.as_mut().expect("in roles").items.push(line);
+            }
+            if let Some((nested, at)) = item.nested {
                 self.diags.push(
-                    Diagnostic::new(Code::NestedList, first_line_span(self.src, nested), "a nested list here is not read")
+                    Diagnostic::new(Code::NestedList, first_line_span(self.src, nested), "a nested list here is not allowed")
                         .label("nested under the item above")
                         .help("write every line at the top level of the list"),
                 );
+                // Its lines are still read as if they were at the top level:
+                // a role declared there is meant, and dropping it would make
+                // every use of it an error too.
+                let inner = self.list_items(at, self.matching_end(at));
+                self.setting_or_role_items(inner);
             }
         }
-        let _ = span;
     }
 
-    /// The content span of each item of the list at `start` (marker removed,
-    /// nested lists cut off), with the span of a nested list if any.
-    fn list_items(&mut self, start: usize, end: usize) -> Vec<(Span, Option<Span>)> {
+    fn permission_list(&mut self, ei: usize, items: Vec<ListItem>) {
+        let label = match self.pending_permissions.take() {
+            Some((_, label)) => label,
+            None => {
+                let looks = |item: &ListItem| looks_like_permission(&self.src[item.content.start..item.content.end]);
+                let Some(first) = items.iter().find(|item| looks(item)) else { return };
+                let first_line = first_line_span(self.src, first.content);
+                let all = items.iter().all(looks);
+                self.diags.push(
+                    Diagnostic::new(Code::PermissionsLabel, first_line, "permission lines without a `Permissions:` label")
+                        .label("this looks like a permission rule")
+                        .help("put a line `Permissions:` right above the list"),
+                );
+                // A list made only of permission lines is read as the
+                // entity's permissions, so their own problems are reported
+                // now and the entity is not also reported as having none.
+                if !all {
+                    return;
+                }
+                first_line
+            }
+        };
+        let mut lines = Vec::new();
+        for item in &items {
+            if let Some((nested, _)) = item.nested {
+                self.diags.push(
+                    Diagnostic::new(Code::NestedList, first_line_span(self.src, nested), "a nested list inside permissions is not read")
+                        .label("nested under the line above")
+                        .help("write the whole condition on the action's line, joining alternatives with `or`: `- read: owner = me or admin`"),
+                );
+            }
+            if let Some(line) = self.permission_item(item.content, item.nested.is_some()) {
+                lines.push(line);
+            }
+        }
+        let entity = &mut self.doc.entities[ei];
+        match &mut entity.permissions {
+            Some(existing) => existing.lines.extend(lines),
+            None => entity.permissions = Some(PermissionsBlock { label, lines }),
+        }
+    }
+
+    /// The items of the list whose `Start(List)` event is at `start`.
+    fn list_items(&self, start: usize, end: usize) -> Vec<ListItem> {
         let mut items = Vec::new();
         let mut i = start + 1;
         while i < end {
@@ -522,32 +615,19 @@ impl<'s> DocParser<'s> {
             if let (Event::Start(Tag::Item), range) = &self.events[i] {
                 let mut content_end = range.end;
                 let mut nested = None;
-                for (ev, r) in &self.events[i + 1..item_end] {
+                for (k, (ev, r)) in self.events[i + 1..item_end].iter().enumerate() {
                     if matches!(ev, Event::Start(Tag::List(_))) {
                         content_end = r.start;
-                        nested = Some(Span::new(r.start, r.end));
+                        nested = Some((Span::new(r.start, r.end), i + 1 + k));
                         break;
                     }
                 }
                 let raw = &self.src[range.start..content_end];
                 let marker = marker_len(raw);
                 let content = self.trimmed(Span::new(range.start + marker, content_end));
-                items.push((content.span, nested));
+                items.push(ListItem { content: content.span, nested });
             }
             i = item_end + 1;
-        }
-        // Nested lists inside permissions are reported here; the caller
-        // reports them for settings and roles.
-        if self.section == Section::Entities && self.pending_permissions.is_some() {
-            for (_, nested) in &items {
-                if let Some(n) = nested {
-                    self.diags.push(
-                        Diagnostic::new(Code::NestedList, first_line_span(self.src, *n), "a nested list inside permissions is not read")
-                            .label("nested under the line above")
-                            .help("write one permission line per action group at the top level"),
-                    );
-                }
-            }
         }
         items
     }
@@ -573,9 +653,9 @@ impl<'s> DocParser<'s> {
     }
 
     fn role_item(&mut self, item: Span) -> Option<RoleLine> {
-        let (head, description) = match self.split_colon(item) {
-            Some((h, d)) => (h, d.value),
-            None => (self.trimmed(item), String::new()),
+        let (head, description, has_colon) = match self.split_colon(item) {
+            Some((h, d)) => (h, d.value, true),
+            None => (self.trimmed(item), String::new(), false),
         };
         let mut name = head.clone();
         let mut default_mark = None;
@@ -591,10 +671,15 @@ impl<'s> DocParser<'s> {
                         .label("not `(default)`")
                         .help("write `- member (default): description`; other notes go after the colon"),
                 );
-                return None;
+                // The name before the note is still declared, so its uses in
+                // permissions are not reported as unknown roles.
+                name = self.trimmed(Span::new(head.span.start, head.span.start + pos));
             }
         }
-        if name.value.is_empty() || name.value.contains(char::is_whitespace) {
+        // Before a colon, a name with spaces (`chief editor:`) is passed on:
+        // the resolver reports it as a bad role name and suggests the
+        // snake_case spelling. Without a colon it is more likely prose.
+        if name.value.is_empty() || (!has_colon && name.value.contains(char::is_whitespace)) {
             self.diags.push(
                 Diagnostic::new(Code::MalformedRole, first_line_span(self.src, item), "a role must be written `name: description`")
                     .label("expected one lowercase role name before the colon")
@@ -605,7 +690,9 @@ impl<'s> DocParser<'s> {
         Some(RoleLine { name, default_mark, description, span: item })
     }
 
-    fn permission_item(&mut self, item: Span) -> Option<PermissionLine> {
+    /// `has_nested`: a nested list follows the line (already reported); an
+    /// empty condition is then that list's doing and not reported again.
+    fn permission_item(&mut self, item: Span, has_nested: bool) -> Option<PermissionLine> {
         let Some((head, cond)) = self.split_colon(item) else {
             self.diags.push(
                 Diagnostic::new(Code::MalformedPermission, first_line_span(self.src, item), "a permission line must be written `actions: condition`")
@@ -621,6 +708,9 @@ impl<'s> DocParser<'s> {
                 return None;
             }
         };
+        if has_nested && cond.value.is_empty() {
+            return None;
+        }
         let cond_span = if cond.value.is_empty() { Span::new(item.end, item.end) } else { cond.span };
         let condition = match parse_condition(&cond.value, cond.span.start, Span::new(head.span.start, cond_span.end)) {
             Ok(c) => Some(c),
@@ -634,6 +724,13 @@ impl<'s> DocParser<'s> {
 }
 
 type Section_<T> = crate::syntax::Section<T>;
+
+/// One list item: its text (marker removed, any nested list cut off), and
+/// the span and event index of a nested list under it.
+struct ListItem {
+    content: Span,
+    nested: Option<(Span, usize)>,
+}
 
 fn push_para(out: &mut String, text: &str) {
     if !out.is_empty() {

@@ -54,6 +54,10 @@ pub struct FieldTable {
     pub span: Span,
     pub has_description: bool,
     pub rows: Vec<FieldRow>,
+    /// False when the header was not understood and the rows were skipped:
+    /// the entity's fields are then unknown, and names used elsewhere are
+    /// not checked against them.
+    pub readable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
