@@ -10,6 +10,7 @@
 mod convert;
 mod error;
 mod migrate;
+pub mod records;
 pub mod sqlite;
 mod url;
 
@@ -74,4 +75,74 @@ pub fn spec_hash(source: &str) -> String {
         h = h.wrapping_mul(0x100000001b3);
     }
     format!("{h:016x}")
+}
+
+pub use records::{Caller, Filter, FilterOp, ListQuery, Page, Record, SortKey, WriteError};
+
+/// Record access for one app model: every read and write checked by the
+/// model's permission rules, in SQL.
+pub enum Records {
+    Sqlite(sqlite::records::SqliteRecords),
+}
+
+impl Database {
+    /// Record access for `model` (whose schema must already be migrated).
+    pub fn records(&self, model: std::sync::Arc<AppModel>) -> Result<Records, StoreError> {
+        match self {
+            Database::Sqlite(db) => Ok(Records::Sqlite(sqlite::records::SqliteRecords::new(db.clone(), model)?)),
+        }
+    }
+}
+
+impl Records {
+    /// One row, if it exists and the caller may read it.
+    pub async fn get(&self, entity: charter_model::EntityId, caller: &Caller, id: &str) -> Result<Option<Record>, StoreError> {
+        match self {
+            Records::Sqlite(r) => r.get(entity, caller, id),
+        }
+    }
+
+    /// A page of the rows the caller may read, filtered and sorted by the database.
+    pub async fn list(&self, entity: charter_model::EntityId, caller: &Caller, query: &ListQuery) -> Result<Page, StoreError> {
+        match self {
+            Records::Sqlite(r) => r.list(entity, caller, query),
+        }
+    }
+
+    /// Inserts a row if the create rule holds for it; `values` are the
+    /// declared fields (built-ins are set by the store).
+    pub async fn create(&self, entity: charter_model::EntityId, caller: &Caller, values: Vec<(charter_model::FieldId, charter_schema::DbValue)>) -> Result<Record, WriteError> {
+        match self {
+            Records::Sqlite(r) => r.create(entity, caller, values).await,
+        }
+    }
+
+    /// Changes `values` if the update rule holds before and after, and the
+    /// version still matches `if_version` when given.
+    pub async fn update(
+        &self,
+        entity: charter_model::EntityId,
+        caller: &Caller,
+        id: &str,
+        values: Vec<(charter_model::FieldId, charter_schema::DbValue)>,
+        if_version: Option<i64>,
+    ) -> Result<Record, WriteError> {
+        match self {
+            Records::Sqlite(r) => r.update(entity, caller, id, values, if_version).await,
+        }
+    }
+
+    pub async fn delete(&self, entity: charter_model::EntityId, caller: &Caller, id: &str, if_version: Option<i64>) -> Result<(), WriteError> {
+        match self {
+            Records::Sqlite(r) => r.delete(entity, caller, id, if_version).await,
+        }
+    }
+}
+
+/// The SQL predicate and parameters of `action`'s rule on `entity` for
+/// `caller`, as the store runs it. For tests and `charter audit`.
+pub fn rule_sql(model: &AppModel, entity: charter_model::EntityId, action: charter_model::Action, caller: &Caller, postgres: bool) -> (String, Vec<charter_schema::DbValue>) {
+    let mut sql = records::Sql::new(if postgres { records::Dialect::Postgres } else { records::Dialect::Sqlite });
+    let p = records::predicate(&mut sql, model, entity, model.entity(entity).permissions.get(action), &records::RowSource::Alias("t"), caller);
+    (p, sql.params)
 }
