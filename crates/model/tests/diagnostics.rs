@@ -1,7 +1,8 @@
 //! Diagnostics as people and tools see them. Every spec under
 //! `tests/specs/broken/` is a mistake a user could make; its rendered
 //! diagnostics are snapshotted, so a change of message, span or help shows up
-//! in review. Together the broken specs must raise every diagnostic code.
+//! in review. Together the broken specs must raise every diagnostic code, and
+//! the reference docs must describe every code.
 
 use charter_model::{
     compile, Action, AppModel, Bound, CompareOp, DefaultValue, EmailVerification, Expr, FieldType,
@@ -447,5 +448,22 @@ fn good_model_snapshot() {
     insta::assert_json_snapshot!(
         "model-03-user-extension",
         good_model("03-user-extension.md")
+    );
+}
+
+#[test]
+fn reference_docs_describe_every_code() {
+    let path = manifest_dir().join("../../docs/spec-language.md");
+    let doc = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    // Each code has its own row in the table of codes.
+    let missing: Vec<&str> = Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|code| !doc.contains(&format!("| `{code}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/spec-language.md does not list {missing:?}"
     );
 }

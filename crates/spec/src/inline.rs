@@ -135,9 +135,18 @@ fn parse_rule(g: &[Token]) -> Result<RuleKind, Diagnostic> {
         [Some("default"), ..] => match g {
             [_, v] => literal(v).map(RuleKind::Default).ok_or_else(|| lit_err("default", Some(v))),
             [_] => Err(lit_err("default", None).help("for example `default 0`, `default \"text\"`, `default now`")),
-            [_, _, extra @ ..] => Err(Diagnostic::new(Code::UnknownRule, extra[0].span.to(extra[extra.len() - 1].span), "a default is one value")
-                .label("unexpected after the default value")
-                .help("quote a text default with spaces: `default \"two words\"`")),
+            [_, value, extra @ ..] => {
+                // Two words are most likely unquoted text; anything else (`1.`) a
+                // malformed value.
+                let help = if matches!(value.tok, Tok::Word(_)) {
+                    "quote a text default with spaces: `default \"two words\"`"
+                } else {
+                    "a default is a single value, like `default 0`, `default 1.5` or `default \"text\"`"
+                };
+                Err(Diagnostic::new(Code::UnknownRule, extra[0].span.to(extra[extra.len() - 1].span), "a default is one value")
+                    .label("unexpected after the default value")
+                    .help(help))
+            }
             [] => unreachable!("rule groups are never empty"),
         },
         [Some("min"), ..] | [Some("max"), ..] => {
