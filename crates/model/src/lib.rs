@@ -10,6 +10,8 @@ mod names;
 mod print;
 mod resolve;
 mod settings;
+#[doc(hidden)]
+pub mod testing;
 mod values;
 
 pub use names::{plural_of, snake_case};

@@ -9,7 +9,10 @@ use std::fmt::Write as _;
 
 pub fn to_spec(model: &AppModel) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# {}\n", model.name);
+    // A name ending in `#` (`C#`, read from `# C# #`) needs a closing
+    // sequence, or its own `#`s would be read as one.
+    let closing = if model.name.ends_with('#') { " #" } else { "" };
+    let _ = writeln!(out, "# {}{closing}\n", model.name);
     if !model.description.is_empty() {
         let _ = writeln!(out, "{}\n", model.description);
     }
@@ -166,8 +169,20 @@ fn default_text(d: &DefaultValue) -> String {
         DefaultValue::Today => "today".into(),
         DefaultValue::Bool(b) => b.to_string(),
         DefaultValue::Int(n) => n.to_string(),
-        DefaultValue::Decimal(s) | DefaultValue::Date(s) | DefaultValue::Enum(s) => s.clone(),
+        DefaultValue::Decimal(s) | DefaultValue::Date(s) => s.clone(),
+        DefaultValue::Enum(s) => enum_member_text(s),
         DefaultValue::Text(s) | DefaultValue::DateTime(s) | DefaultValue::Json(s) => quote(s),
+    }
+}
+
+/// Members are written bare, except those spelled like `me`, `now` and
+/// `today`: bare, those words mean the user, the instant and the date, and a
+/// quoted member is read as the member.
+fn enum_member_text(member: &str) -> String {
+    if matches!(member, "me" | "now" | "today") {
+        quote(member)
+    } else {
+        member.to_string()
     }
 }
 
@@ -231,7 +246,8 @@ fn value_text(v: &Value, model: &AppModel) -> String {
         Value::Me => "me".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(n) => n.to_string(),
-        Value::Decimal(s) | Value::Date(s) | Value::Enum(s) => s.clone(),
+        Value::Decimal(s) | Value::Date(s) => s.clone(),
+        Value::Enum(s) => enum_member_text(s),
         Value::Text(s) => quote(s),
         Value::Role(r) => model.role(*r).name.clone(),
     }

@@ -223,7 +223,8 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
                         "hour" | "hours" => HOUR,
                         _ => return Err(bad(format!("`{unit}` is not `minutes` or `hours`"), help.into())),
                     };
-                    s.login_attempts = LoginAttempts { count, window_secs: m * unit };
+                    let window_secs = m.checked_mul(unit).ok_or_else(|| bad(format!("`{raw}` has a window too long to count"), help.into()))?;
+                    s.login_attempts = LoginAttempts { count, window_secs };
                 }
                 "page size" => {
                     let n: u32 = value.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| bad(format!("`{raw}` is not a page size"), "a whole number from 1 to 500".into()))?;
@@ -261,5 +262,19 @@ mod tests {
         }
         assert!(parse_duration("0 days").is_err());
         assert!(parse_duration("3 fortnights").is_err());
+    }
+
+    #[test]
+    fn a_login_window_that_overflows_is_an_error() {
+        let line = |value: &str| SettingLine {
+            key: charter_spec::Spanned::new("login attempts".into(), Span::new(0, 14)),
+            value: charter_spec::Spanned::new(value.into(), Span::new(16, 16 + value.len())),
+            span: Span::new(0, 16 + value.len()),
+        };
+        let mut diags = Vec::new();
+        let s = resolve_settings(&[line("1 per 6000000000000000 hours")], &mut diags);
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].code, Code::BadSettingValue);
+        assert_eq!(s.login_attempts, Settings::default().login_attempts);
     }
 }

@@ -21,8 +21,8 @@ pub fn format(source: &str) -> String {
 }
 
 fn format_table(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let rows: Vec<Vec<String>> = lines.iter().map(|l| split_cells(l)).collect();
+    let lines = split_lines(text);
+    let rows: Vec<Vec<String>> = lines.iter().map(|(l, _)| split_cells(l)).collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let is_delim = |row: &Vec<String>| row.iter().all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':')));
     let widths: Vec<usize> = (0..cols)
@@ -36,7 +36,7 @@ fn format_table(text: &str) -> String {
         })
         .collect();
     let mut out = String::new();
-    for row in &rows {
+    for (row, (_, ending)) in rows.iter().zip(&lines) {
         out.push('|');
         for (c, w) in widths.iter().enumerate() {
             let cell = row.get(c).map_or("", String::as_str);
@@ -56,11 +56,35 @@ fn format_table(text: &str) -> String {
                 out.push_str(" |");
             }
         }
-        out.push('\n');
+        // Each row keeps its own ending: CRLF files stay CRLF, and a table
+        // at the end of a file may lack one.
+        out.push_str(ending);
     }
-    // Keep the original ending (a table at the end of a file may lack one).
-    if !text.ends_with('\n') {
-        out.pop();
+    out
+}
+
+/// Lines with their endings. A lone `\r` ends a line too (CommonMark reads
+/// it so), which `str::lines` does not know.
+fn split_lines(text: &str) -> Vec<(&str, &str)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        let end = match bytes[i] {
+            b'\n' => i + 1,
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => i + 2,
+            b'\r' => i + 1,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.push((&text[start..i], &text[i..end]));
+        start = end;
+        i = end;
+    }
+    if start < text.len() {
+        out.push((&text[start..], ""));
     }
     out
 }
@@ -103,5 +127,14 @@ mod tests {
         let expected = "# A\n\nSome *prose*   stays.\n\n## Entities\n\n### T\n| field | type | rules                    |\n|-------|:----:|--------------------------|\n| title | text | required, pattern \"a\\|b\" |\n| n     | int  |                          |\n\nMore prose.\n";
         assert_eq!(out, expected);
         assert_eq!(format(&out), out, "formatting is idempotent");
+    }
+
+    #[test]
+    fn keeps_crlf_and_lone_cr_line_endings() {
+        for nl in ["\r\n", "\r"] {
+            let src = "# A\n\n## Entities\n\n### T\n|field|type|rules|\n|-|-|-|\n|n|int||\n".replace('\n', nl);
+            let expected = "# A\n\n## Entities\n\n### T\n| field | type | rules |\n|-------|------|-------|\n| n     | int  |       |\n".replace('\n', nl);
+            assert_eq!(format(&src), expected, "{nl:?}");
+        }
     }
 }

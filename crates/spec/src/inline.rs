@@ -19,12 +19,16 @@ pub fn parse_type(text: &str, base: usize, cell: Span) -> Result<TypeSyntax, Dia
             .help("write a type such as `text`, `int`, `bool`, `date` or an entity name")),
         [Token { tok: Tok::Word(w), span }] => Ok(TypeSyntax::Named(Spanned::new(w.clone(), *span))),
         [Token { tok: Tok::Word(w), span: first }, Token { tok: Tok::LParen, .. }, rest @ ..] if w == "enum" => {
-            let Some((last, inner)) = rest.split_last() else { unreachable!() };
+            let not_closed = |whole: Span| {
+                Diagnostic::new(Code::BadType, whole, "`enum(` is not closed")
+                    .label("expected `)` at the end")
+                    .help("write the members as `enum(low, normal, high)`")
+            };
+            // `enum(` alone ends right after the parenthesis.
+            let Some((last, inner)) = rest.split_last() else { return Err(not_closed(first.to(toks[1].span))) };
             let whole = first.to(last.span);
             if last.tok != Tok::RParen {
-                return Err(Diagnostic::new(Code::BadType, whole, "`enum(` is not closed")
-                    .label("expected `)` at the end")
-                    .help("write the members as `enum(low, normal, high)`"));
+                return Err(not_closed(whole));
             }
             let mut members = Vec::new();
             for group in split_commas(inner) {
@@ -500,6 +504,14 @@ mod tests {
         assert_eq!(rules.len(), 6);
         assert!(matches!(&rules[1].kind, RuleKind::Pattern(p) if p.value == "a,b"));
         assert!(matches!(&rules[4].kind, RuleKind::OnDelete(a) if a.value == OnDeleteSyntax::SetNull));
+    }
+
+    #[test]
+    fn unclosed_enum_is_an_error() {
+        for text in ["enum(", "enum(a", "enum(a,"] {
+            let e = parse_type(text, 0, Span::new(0, text.len())).unwrap_err();
+            assert_eq!((e.message.as_str(), e.span), ("`enum(` is not closed", Span::new(0, text.len())), "{text}");
+        }
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl<'s> DocParser<'s> {
 
     fn heading(&mut self, level: HeadingLevel, span: Span) {
         let raw = &self.src[span.start..span.end];
-        let first_line = raw.lines().next().unwrap_or("");
+        let first_line = first_line(raw);
         let (lead, body) = if first_line.trim_start().starts_with('#') {
             let ws = first_line.len() - first_line.trim_start().len();
             let after = first_line[ws..].trim_start_matches('#');
@@ -340,13 +340,13 @@ impl<'s> DocParser<'s> {
         if self.pending_permissions.is_some() {
             self.flush_pending(span);
         }
-        let first_line = text.value.lines().next().unwrap_or("");
+        let first_line = first_line(&text.value);
         let label = first_line.trim().trim_matches(['*', '_']).trim();
         if let Some(ei) = self.entity {
             let normalized = label.to_lowercase();
             if normalized == "permissions:" {
                 let label_span = Span::new(text.span.start, text.span.start + first_line.len());
-                if text.value.lines().count() > 1 {
+                if first_line.len() < text.value.len() {
                     self.diags.push(
                         Diagnostic::new(Code::PermissionsWithoutList, label_span, "`Permissions:` is followed by plain lines, not a list")
                             .label("the lines below are not list items")
@@ -372,10 +372,10 @@ impl<'s> DocParser<'s> {
             }
             let entity = &mut self.doc.entities[ei];
             if entity.table.is_none() && entity.permissions.is_none() {
-                push_para(&mut entity.description, &text.value);
+                push_para(&mut entity.description, prose(&self.src[span.start..span.end]));
             }
         } else if self.section == Section::Preamble {
-            push_para(&mut self.doc.description, &text.value);
+            push_para(&mut self.doc.description, prose(&self.src[span.start..span.end]));
         }
     }
 
@@ -732,6 +732,13 @@ struct ListItem {
     nested: Option<(Span, usize)>,
 }
 
+/// A paragraph kept as prose, trimmed of Markdown's own whitespace only:
+/// printed back, `\u{b}## x` or a no-break space before `#` must stay a
+/// paragraph, which it is only while that character is still there.
+fn prose(text: &str) -> &str {
+    text.trim_matches([' ', '\t', '\n', '\r'])
+}
+
 fn push_para(out: &mut String, text: &str) {
     if !out.is_empty() {
         out.push_str("\n\n");
@@ -773,9 +780,15 @@ fn marker_len(raw: &str) -> usize {
     i
 }
 
+/// The text before the first line ending. A lone `\r` ends a line too
+/// (CommonMark reads it so), which `str::lines` does not know.
+fn first_line(text: &str) -> &str {
+    text.find(['\n', '\r']).map_or(text, |end| &text[..end])
+}
+
 fn first_line_span(src: &str, span: Span) -> Span {
     let text = &src[span.start..span.end];
-    let line = text.lines().next().unwrap_or("").trim_end();
+    let line = first_line(text).trim_end();
     Span::new(span.start, span.start + line.len())
 }
 
