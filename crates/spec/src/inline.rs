@@ -374,13 +374,15 @@ impl<'t> CondParser<'t> {
                         .help("add `)` after the grouped condition")),
                 }
             }
+            // Like `anyone` and `signed`, `not`, `and` and `or` are also
+            // field names when a path continues after them (`not = true`).
             Tok::Word(w) => match w.as_str() {
-                "not" => {
+                "not" if !self.next_is_path_continuation() => {
                     self.pos += 1;
                     let inner = self.term()?;
                     Ok(Condition::Not(Box::new(inner), tok.span))
                 }
-                "and" | "or" => Err(self.expected_term(prev)),
+                "and" | "or" if !self.next_is_path_continuation() => Err(self.expected_term(prev)),
                 "anyone" if !self.next_is_path_continuation() => {
                     self.pos += 1;
                     Ok(Condition::Anyone(tok.span))
@@ -483,6 +485,17 @@ mod tests {
                 assert_eq!(path.iter().map(|p| p.value.as_str()).collect::<Vec<_>>(), ["project", "owner"]);
                 assert_eq!(op.value, CompareOp::Eq);
                 assert_eq!(value.kind, LiteralKind::Word("me".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keywords_followed_by_an_operator_are_field_names() {
+        match cond("not = true and and.x != 1 or not or = me") {
+            Condition::Or(items) => {
+                assert!(matches!(&items[0], Condition::And(a) if a.iter().all(|c| matches!(c, Condition::Compare { .. }))));
+                assert!(matches!(&items[1], Condition::Not(inner, _) if matches!(**inner, Condition::Compare { .. })));
             }
             other => panic!("{other:?}"),
         }
