@@ -223,7 +223,8 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
                         "hour" | "hours" => HOUR,
                         _ => return Err(bad(format!("`{unit}` is not `minutes` or `hours`"), help.into())),
                     };
-                    let window_secs = m.checked_mul(unit).ok_or_else(|| bad(format!("`{raw}` has a window too long to count"), help.into()))?;
+                    let window_secs =
+                        m.checked_mul(unit).ok_or_else(|| bad(format!("`{raw}` has a window too long to count"), help.into()))?;
                     s.login_attempts = LoginAttempts { count, window_secs };
                 }
                 "page size" => {

@@ -13,11 +13,7 @@ pub fn check_invariants(source: &str) {
     // Rendering slices the source by every span, so bad spans panic here.
     let human = render_human("app.md", source, &compiled.diagnostics);
     let json = render_json_lines("app.md", source, &compiled.diagnostics);
-    assert_eq!(
-        json.lines().count(),
-        compiled.diagnostics.len(),
-        "one JSON line per diagnostic"
-    );
+    assert_eq!(json.lines().count(), compiled.diagnostics.len(), "one JSON line per diagnostic");
     assert_eq!(human.is_empty(), compiled.diagnostics.is_empty());
     let Some(model) = compiled.model else { return };
 
@@ -25,10 +21,7 @@ pub fn check_invariants(source: &str) {
     let reprinted = expect_model(&printed, "to_spec output");
     assert_models_eq(&model, &reprinted, "to_spec", &printed);
     let printed_again = to_spec(&reprinted);
-    assert!(
-        printed_again == printed,
-        "to_spec is not a fixed point:\n--- first ---\n{printed}\n--- second ---\n{printed_again}"
-    );
+    assert!(printed_again == printed, "to_spec is not a fixed point:\n--- first ---\n{printed}\n--- second ---\n{printed_again}");
 
     let formatted = charter_spec::fmt::format(source);
     let reformatted = expect_model(&formatted, "fmt::format output");
@@ -41,10 +34,7 @@ fn expect_model(source: &str, what: &str) -> AppModel {
     let compiled = compile(source);
     match compiled.model {
         Some(m) => m,
-        None => panic!(
-            "{what} does not compile:\n{}\n--- {what} ---\n{source}",
-            render_human("app.md", source, &compiled.diagnostics)
-        ),
+        None => panic!("{what} does not compile:\n{}\n--- {what} ---\n{source}", render_human("app.md", source, &compiled.diagnostics)),
     }
 }
 

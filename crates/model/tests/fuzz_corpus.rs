@@ -13,11 +13,7 @@ fn fuzz_corpus_holds_the_invariants() {
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    assert!(
-        !files.is_empty(),
-        "the fuzz corpus at {} is empty",
-        dir.display()
-    );
+    assert!(!files.is_empty(), "the fuzz corpus at {} is empty", dir.display());
     let mut failures = Vec::new();
     for path in &files {
         let bytes = std::fs::read(path).expect("read corpus file");
@@ -27,18 +23,8 @@ fn fuzz_corpus_holds_the_invariants() {
         };
         let result = std::panic::catch_unwind(|| charter_model::testing::check_invariants(source));
         if result.is_err() {
-            failures.push(
-                path.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+            failures.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} corpus files break an invariant: {failures:?}",
-        failures.len(),
-        files.len()
-    );
+    assert!(failures.is_empty(), "{} of {} corpus files break an invariant: {failures:?}", failures.len(), files.len());
 }

@@ -133,7 +133,8 @@ mod tests {
     fn keeps_crlf_and_lone_cr_line_endings() {
         for nl in ["\r\n", "\r"] {
             let src = "# A\n\n## Entities\n\n### T\n|field|type|rules|\n|-|-|-|\n|n|int||\n".replace('\n', nl);
-            let expected = "# A\n\n## Entities\n\n### T\n| field | type | rules |\n|-------|------|-------|\n| n     | int  |       |\n".replace('\n', nl);
+            let expected = "# A\n\n## Entities\n\n### T\n| field | type | rules |\n|-------|------|-------|\n| n     | int  |       |\n"
+                .replace('\n', nl);
             assert_eq!(format(&src), expected, "{nl:?}");
         }
     }
