@@ -62,6 +62,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Migrate if the plan is safe, then serve the API and operations endpoints.
+    Serve {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+    },
     /// Rewrite a spec with aligned field tables, keeping all prose.
     Fmt {
         #[arg(default_value = "app.md")]
@@ -90,6 +101,7 @@ fn main() -> ExitCode {
         Command::Check { spec, format } => commands::check::run(&spec, format),
         Command::New { name } => commands::new::run(&name),
         Command::Fmt { spec, check } => commands::fmt::run(&spec, check),
+        Command::Serve { spec, data, port, bind } => commands::serve::run(commands::serve::Args { spec: &spec, data: &data, port, bind: &bind }),
         Command::Plan { spec, data, format } => {
             commands::migrate::run(commands::migrate::Args { spec: &spec, data: &data, allow_destructive: false, dry_run: true, format })
         }

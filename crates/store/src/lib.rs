@@ -10,6 +10,7 @@
 mod convert;
 mod error;
 mod migrate;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
 mod url;
@@ -31,13 +32,14 @@ pub struct StoreConfig {
 /// An open database.
 pub enum Database {
     Sqlite(sqlite::SqliteDb),
+    Postgres(postgres::PgDb),
 }
 
 impl Database {
     pub async fn open(config: &StoreConfig) -> Result<Database, StoreError> {
         match &config.url {
             DatabaseUrl::Sqlite(path) => Ok(Database::Sqlite(sqlite::SqliteDb::open(path, config.synchronous_full)?)),
-            DatabaseUrl::Postgres(_) => Err(StoreError::Config("PostgreSQL support is not built yet; use sqlite://".into())),
+            DatabaseUrl::Postgres(url) => Ok(Database::Postgres(postgres::PgDb::open(url).await?)),
         }
     }
 
@@ -50,7 +52,41 @@ impl Database {
             Database::Sqlite(db) => {
                 let db = db.clone();
                 let model = model.clone();
-                tokio::task::spawn_blocking(move || db.migrate(&model, opts)).await.map_err(|e| StoreError::Internal(format!("migration task: {e}")))?
+                tokio::task::spawn_blocking(move || db.migrate(&model, opts))
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("migration task: {e}")))?
+            }
+            Database::Postgres(db) => db.migrate(model, opts).await,
+        }
+    }
+
+    /// Differences between the live database and the schema `model` wants
+    /// (empty when they match).
+    pub async fn schema_differences(&self, model: &AppModel) -> Result<Vec<String>, StoreError> {
+        match self {
+            Database::Sqlite(db) => {
+                let db = db.clone();
+                let model = model.clone();
+                tokio::task::spawn_blocking(move || db.schema_differences(&model)).await.map_err(|e| StoreError::Internal(e.to_string()))?
+            }
+            Database::Postgres(db) => db.schema_differences(model).await,
+        }
+    }
+
+    /// A trivial query: does the database answer?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Database::Sqlite(db) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || {
+                    db.connect().and_then(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(StoreError::from))
+                })
+                .await
+                .map_err(|e| StoreError::Internal(e.to_string()))?
+            }
+            Database::Postgres(db) => {
+                db.client().await?.simple_query("SELECT 1").await?;
+                Ok(())
             }
         }
     }
@@ -61,6 +97,7 @@ impl Database {
                 let db = db.clone();
                 tokio::task::spawn_blocking(move || db.history()).await.map_err(|e| StoreError::Internal(e.to_string()))?
             }
+            Database::Postgres(db) => db.history().await,
         }
     }
 }
@@ -90,6 +127,7 @@ impl Database {
     pub fn records(&self, model: std::sync::Arc<AppModel>) -> Result<Records, StoreError> {
         match self {
             Database::Sqlite(db) => Ok(Records::Sqlite(sqlite::records::SqliteRecords::new(db.clone(), model)?)),
+            Database::Postgres(_) => Err(StoreError::Config("record access on PostgreSQL is not built yet; use sqlite://".into())),
         }
     }
 }
@@ -111,7 +149,12 @@ impl Records {
 
     /// Inserts a row if the create rule holds for it; `values` are the
     /// declared fields (built-ins are set by the store).
-    pub async fn create(&self, entity: charter_model::EntityId, caller: &Caller, values: Vec<(charter_model::FieldId, charter_schema::DbValue)>) -> Result<Record, WriteError> {
+    pub async fn create(
+        &self,
+        entity: charter_model::EntityId,
+        caller: &Caller,
+        values: Vec<(charter_model::FieldId, charter_schema::DbValue)>,
+    ) -> Result<Record, WriteError> {
         match self {
             Records::Sqlite(r) => r.create(entity, caller, values).await,
         }
@@ -132,7 +175,13 @@ impl Records {
         }
     }
 
-    pub async fn delete(&self, entity: charter_model::EntityId, caller: &Caller, id: &str, if_version: Option<i64>) -> Result<(), WriteError> {
+    pub async fn delete(
+        &self,
+        entity: charter_model::EntityId,
+        caller: &Caller,
+        id: &str,
+        if_version: Option<i64>,
+    ) -> Result<(), WriteError> {
         match self {
             Records::Sqlite(r) => r.delete(entity, caller, id, if_version).await,
         }
@@ -141,8 +190,15 @@ impl Records {
 
 /// The SQL predicate and parameters of `action`'s rule on `entity` for
 /// `caller`, as the store runs it. For tests and `charter audit`.
-pub fn rule_sql(model: &AppModel, entity: charter_model::EntityId, action: charter_model::Action, caller: &Caller, postgres: bool) -> (String, Vec<charter_schema::DbValue>) {
+pub fn rule_sql(
+    model: &AppModel,
+    entity: charter_model::EntityId,
+    action: charter_model::Action,
+    caller: &Caller,
+    postgres: bool,
+) -> (String, Vec<charter_schema::DbValue>) {
     let mut sql = records::Sql::new(if postgres { records::Dialect::Postgres } else { records::Dialect::Sqlite });
-    let p = records::predicate(&mut sql, model, entity, model.entity(entity).permissions.get(action), &records::RowSource::Alias("t"), caller);
+    let p =
+        records::predicate(&mut sql, model, entity, model.entity(entity).permissions.get(action), &records::RowSource::Alias("t"), caller);
     (p, sql.params)
 }

@@ -1,6 +1,7 @@
 pub mod check;
 pub mod fmt;
 pub mod migrate;
+pub mod serve;
 pub mod new;
 
 use crate::exit;

@@ -1,0 +1,67 @@
+//! The app's typed configuration. Built by the CLI from flags, environment
+//! and `.env`; nothing below the CLI reads the environment.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Dev,
+    Test,
+    Prod,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Dev => "dev",
+            Profile::Test => "test",
+            Profile::Prod => "prod",
+        }
+    }
+}
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Secret {
+        Secret(bytes.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub profile: Profile,
+    /// Key for signing cursors, CSRF tokens and cookies.
+    pub secret: Secret,
+    /// The URL people use, for links in mail and cookie security.
+    pub public_url: String,
+    /// `CHARTER_METRICS_TOKEN`: `/metrics` needs it in prod; unset there means 404.
+    pub metrics_token: Option<Secret>,
+    /// Whether cookies get `Secure` (HTTPS in front or TLS served directly).
+    pub secure_cookies: bool,
+}
+
+impl AppConfig {
+    /// A configuration for tests and development.
+    pub fn dev(public_url: impl Into<String>) -> AppConfig {
+        AppConfig {
+            profile: Profile::Dev,
+            secret: Secret::new(b"dev-secret-not-for-production-use-0123".to_vec()),
+            public_url: public_url.into(),
+            metrics_token: None,
+            secure_cookies: false,
+        }
+    }
+}

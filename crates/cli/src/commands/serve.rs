@@ -1,0 +1,164 @@
+//! `charter serve`: migrate if safe, then serve the app.
+
+use super::{compile_or_report, read_spec};
+use crate::config::{spec_dir, store_config, Env};
+use crate::exit;
+use charter_app::{App, AppConfig, Profile, Secret, SystemClock};
+use charter_store::{Database, MigrateOptions};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct Args<'a> {
+    pub spec: &'a Path,
+    pub data: &'a Path,
+    pub port: u16,
+    pub bind: &'a str,
+}
+
+/// The secret `.env.example` and the docs show; refused in prod.
+const EXAMPLE_SECRET: &str = "change-me";
+
+/// Reasons prod refuses to start, each with its fix.
+fn prod_refusals(env: &Env) -> Vec<String> {
+    let mut out = Vec::new();
+    match env.get("CHARTER_SECRET") {
+        None => out.push("CHARTER_SECRET is not set: set it to at least 32 random bytes (e.g. `openssl rand -base64 48`)".to_string()),
+        Some(s) if s == EXAMPLE_SECRET || s.starts_with("dev-secret") => out.push("CHARTER_SECRET is the example value: generate a real one (e.g. `openssl rand -base64 48`)".to_string()),
+        Some(s) if s.len() < 32 => out.push(format!("CHARTER_SECRET is {} bytes long: it needs at least 32", s.len())),
+        Some(_) => {}
+    }
+    if env.get("CHARTER_TLS_CERT").is_some() || env.get("CHARTER_TLS_KEY").is_some() {
+        out.push("CHARTER_TLS_CERT/CHARTER_TLS_KEY: serving TLS directly is not built yet; put a TLS proxy in front and set CHARTER_TRUSTED_PROXIES".to_string());
+    } else if env.get("CHARTER_TRUSTED_PROXIES").is_none() {
+        out.push("no TLS: set CHARTER_TRUSTED_PROXIES to the address of the TLS proxy in front of charter (e.g. 127.0.0.1/32)".to_string());
+    }
+    if env.get("CHARTER_SMTP_URL").is_none() {
+        out.push("CHARTER_SMTP_URL is not set: verification and password-reset mail need an SMTP server (smtp:// or smtps://)".to_string());
+    }
+    out
+}
+
+fn init_logging(profile: Profile, filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info")).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(std::io::stdout().is_terminal());
+    let _ = if profile == Profile::Prod { builder.json().flatten_event(true).try_init() } else { builder.compact().try_init() };
+}
+
+pub fn run(args: Args) -> u8 {
+    let source = match read_spec(args.spec) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let Some(model) = compile_or_report(args.spec, &source) else { return exit::PROBLEM };
+    let env = match Env::load(&spec_dir(args.spec)) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let profile = match env.get("CHARTER_ENV").unwrap_or("prod") {
+        "dev" => Profile::Dev,
+        "test" => Profile::Test,
+        "prod" => Profile::Prod,
+        other => {
+            eprintln!("error: CHARTER_ENV must be dev, test or prod, not `{other}`");
+            return exit::USAGE;
+        }
+    };
+    if profile == Profile::Prod {
+        let refusals = prod_refusals(&env);
+        if !refusals.is_empty() {
+            eprintln!("error: refusing to start in prod (CHARTER_ENV=prod, the default for `serve`):");
+            for r in &refusals {
+                eprintln!("  - {r}");
+            }
+            eprintln!("For local use, run with CHARTER_ENV=dev.");
+            return exit::USAGE;
+        }
+    }
+    let addr: SocketAddr = match format!("{}:{}", args.bind, args.port).parse().or_else(|_| format!("[{}]:{}", args.bind, args.port).parse()) {
+        Ok(a) => a,
+        Err(_) => {
+            eprintln!("error: `{}` is not an IP address to bind to", args.bind);
+            return exit::USAGE;
+        }
+    };
+    let config = match store_config(&env, args.data) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    init_logging(profile, env.get("CHARTER_LOG"));
+    let secret = match (env.get("CHARTER_SECRET"), profile) {
+        (Some(s), _) => Secret::new(s.as_bytes().to_vec()),
+        (None, _) => Secret::new(b"dev-secret-not-for-production-use-0123".to_vec()),
+    };
+    let public_url = env.get("CHARTER_PUBLIC_URL").map_or_else(|| format!("http://{addr}"), str::to_string);
+    let app_config = AppConfig {
+        profile,
+        secret,
+        secure_cookies: public_url.starts_with("https://"),
+        public_url: public_url.clone(),
+        metrics_token: env.get("CHARTER_METRICS_TOKEN").map(|t| Secret::new(t.as_bytes().to_vec())),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async move {
+        let db = match Database::open(&config).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        let opts = MigrateOptions { spec_hash: charter_store::spec_hash(&source), backup_dir: Some(args.data.join("backups")), ..Default::default() };
+        match db.migrate(&model, opts).await {
+            Ok(report) if report.blocked_at.is_some() => {
+                eprint!("{}", charter_schema::render_plan(&report.plan, &report.results()));
+                eprintln!("error: not starting: the spec needs a migration that is not safe to apply automatically.");
+                eprintln!("Review it with `charter plan`, then apply it with `charter migrate` (--allow-destructive for destructive steps).");
+                return exit::PROBLEM;
+            }
+            Ok(report) => {
+                if report.applied {
+                    tracing::info!(steps = report.plan.steps.len(), duration_ms = report.duration.as_millis() as u64, "migrated");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::PROBLEM;
+            }
+        }
+        let model = Arc::new(model);
+        let app = match App::new(model, app_config, db, Arc::new(SystemClock)) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {addr}: {e}");
+                return exit::USAGE;
+            }
+        };
+        eprintln!("charter: serving `{}` at {public_url} ({} profile)", app.model.name, profile.as_str());
+        tracing::info!(addr = %addr, profile = profile.as_str(), "listening");
+        match charter_web::serve(app, listener, charter_web::shutdown_signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::PROBLEM
+            }
+        }
+    })
+}

@@ -1,0 +1,61 @@
+//! The HTTP layer: routes, middleware, and the one mapping from `AppError`
+//! to RFC 9457 problem+json. No business rules live here: handlers parse,
+//! call a use case in `charter-app`, and render.
+
+mod json;
+mod middleware;
+mod ops;
+mod problem;
+
+pub use json::JsonBody;
+pub use middleware::{LogUser, RequestId};
+pub use problem::Problem;
+
+use axum::Router;
+use charter_app::App;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Requests taking longer than this are cut off with a 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bodies over 1 MiB are 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub type SharedApp = Arc<App>;
+
+/// Every route of the app, with its middleware.
+pub fn router(app: SharedApp) -> Router {
+    let api = Router::new().fallback(|| async { Problem::not_found() });
+    let router = Router::new()
+        .merge(ops::routes())
+        .nest("/api", api)
+        .fallback(|| async { Problem::not_found() })
+        .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .with_state(app.clone());
+    middleware::wrap(router, app)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(app: SharedApp, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let router = router(app);
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
