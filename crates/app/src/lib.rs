@@ -36,3 +36,24 @@ impl App {
         self.db.ping().await.is_ok()
     }
 }
+
+/// What a request presented to prove who it is.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `Authorization: Bearer <token>`.
+    pub bearer: Option<String>,
+    /// The session cookie's token.
+    pub cookie: Option<String>,
+}
+
+impl App {
+    /// Who is asking. No credentials: an anonymous caller. Credentials that
+    /// do not name a live session: 401 (never silently anonymous).
+    pub async fn authenticate(&self, credentials: &Credentials) -> Result<charter_store::Caller, AppError> {
+        match credentials.bearer.as_ref().or(credentials.cookie.as_ref()) {
+            None => Ok(charter_store::Caller::anonymous()),
+            // Sessions are not issued yet, so no token can be valid.
+            Some(_) => Err(AppError::Unauthorized),
+        }
+    }
+}

@@ -2,11 +2,13 @@
 //! to RFC 9457 problem+json. No business rules live here: handlers parse,
 //! call a use case in `charter-app`, and render.
 
+mod caller;
 mod json;
 mod middleware;
 mod ops;
 mod problem;
 
+pub use caller::{credentials, Auth};
 pub use json::JsonBody;
 pub use middleware::{LogUser, RequestId};
 pub use problem::Problem;
