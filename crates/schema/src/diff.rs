@@ -164,7 +164,7 @@ fn alter(t: &str, from: &Column, to: &Column, hints: &Hints) -> Step {
     let mut invalid_to = None;
     if from.ty != to.ty {
         if !from.ty.widens_to(to.ty) {
-            destructive = Some(format!("narrows `{t}.{}` from {} to {}", to.name, from.ty.as_str(), to.ty.as_str()));
+            destructive = Some(format!("{} cannot hold every {} value; each value is converted and the original is not kept", to.ty.as_str(), from.ty.as_str()));
         }
         if !from.ty.widens_to(to.ty) || to.ty == ColumnType::Json {
             checks.push(DataCheck::Converts { table: t.into(), column: to.name.clone(), from: from.ty, to: to.ty });
@@ -181,11 +181,8 @@ fn alter(t: &str, from: &Column, to: &Column, hints: &Hints) -> Step {
         if !loosened {
             checks.push(DataCheck::Satisfies { table: t.into(), column: to.name.clone(), check: check.clone() });
             if matches!(check, Check::OneOf(_)) && matches!(from.check, Some(Check::OneOf(_))) {
-                invalid_to = if to.nullable {
-                    Some(Backfill::Value(DbValue::Null))
-                } else {
-                    hints.backfill(t, &to.name).cloned()
-                };
+                // The field's default if it has one, else no value (when allowed).
+                invalid_to = hints.backfill(t, &to.name).cloned().or_else(|| to.nullable.then_some(Backfill::Value(DbValue::Null)));
             }
         }
     }

@@ -112,9 +112,23 @@ fn rows(n: u64) -> String {
     if n == 1 { "1 row".into() } else { format!("{n} rows") }
 }
 
+/// `n` rows and the rest of the clause, in agreement:
+/// `count(1, "has", "have")` is "1 row has", `count(3, ..)` "3 rows have".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", rows(n), if n == 1 { one } else { many })
+}
+
+/// "them" or "it", for `n` rows.
+fn them(n: u64) -> &'static str {
+    if n == 1 { "it" } else { "them" }
+}
+
+/// The offending values in parentheses; "e.g." unless they are all there.
 fn examples(r: &CheckResult) -> String {
     if r.examples.is_empty() {
         String::new()
+    } else if r.examples.len() as u64 >= r.rows {
+        format!(" ({})", r.examples.join(", "))
     } else {
         format!(" (e.g. {})", r.examples.join(", "))
     }
@@ -128,36 +142,63 @@ impl Step {
         let mut destructive = self.destructive.clone();
         for (i, check) in self.checks.iter().enumerate() {
             let Some(r) = results.and_then(|r| r.get(i)) else { continue };
-            if r.rows == 0 {
+            let n = r.rows;
+            if n == 0 {
                 continue;
             }
             match check {
-                DataCheck::RowsWithData { .. } => {
+                DataCheck::RowsWithData { column, .. } => {
                     if let Some(d) = &mut destructive {
-                        let _ = write!(d, "; {} hold data", rows(r.rows));
+                        match column {
+                            None => {
+                                let _ = write!(d, "; {} will be lost", rows(n));
+                            }
+                            Some(_) => {
+                                let _ = write!(d, "; {} a value there", count(n, "has", "have"));
+                            }
+                        }
                     }
                 }
                 DataCheck::TableEmpty { column, .. } => {
                     return Verdict::Refused(format!(
-                        "{} exist and `{column}` is required with no default; give it a default, or add it optional first",
-                        rows(r.rows)
+                        "{} and `{column}` is required with no default; give it a default, or add it optional first",
+                        count(n, "exists", "exist")
                     ))
                 }
                 DataCheck::NoNulls { column, .. } => {
                     return Verdict::Refused(format!(
-                        "{} have no value in `{column}`{}; give the field a default or fill them in first",
-                        rows(r.rows),
-                        examples(r)
+                        "{} no value in `{column}`{}; give the field a default or fill {} in first",
+                        count(n, "has", "have"),
+                        examples(r),
+                        them(n)
                     ))
                 }
                 DataCheck::NoDuplicates { columns, .. } => {
-                    return Verdict::Refused(format!("{} share a value of `{}` with another row; duplicates{}", rows(r.rows), columns.join(", "), examples(r)))
+                    return Verdict::Refused(format!(
+                        "{} of `{}` with another row{}; make the values unique first",
+                        count(n, "shares a value", "share a value"),
+                        columns.join(", "),
+                        examples(r)
+                    ))
                 }
                 DataCheck::Converts { column, to, .. } => {
-                    return Verdict::Refused(format!("{} hold values of `{column}` that are not {}{}", rows(r.rows), to.as_str(), examples(r)))
+                    return Verdict::Refused(format!(
+                        "{} of `{column}` that {} not convert to {}{}; change {} first",
+                        count(n, "holds a value", "hold values"),
+                        if n == 1 { "does" } else { "do" },
+                        to.as_str(),
+                        examples(r),
+                        them(n)
+                    ))
                 }
                 DataCheck::ReferencesExist { column, target, .. } => {
-                    return Verdict::Refused(format!("{} point `{column}` at ids that are not in `{target}`{}", rows(r.rows), examples(r)))
+                    return Verdict::Refused(format!(
+                        "{} `{column}` at {} not in `{target}`{}; change {} first",
+                        count(n, "points", "point"),
+                        if n == 1 { "an id that is" } else { "ids that are" },
+                        examples(r),
+                        them(n)
+                    ))
                 }
                 DataCheck::Satisfies { column, check, .. } => {
                     let invalid_to = match &self.change {
@@ -166,18 +207,18 @@ impl Step {
                     };
                     match (check, invalid_to) {
                         (Check::OneOf(_), Some(to)) => {
-                            destructive = Some(format!(
-                                "{} use removed members{}; they will be set to {}",
-                                rows(r.rows),
-                                examples(r),
-                                backfill_text(to)
-                            ));
+                            let fate = match to {
+                                Backfill::Value(DbValue::Null) => format!("{} value will be removed", if n == 1 { "its" } else { "their" }),
+                                _ => format!("{} will be set to {}", if n == 1 { "it" } else { "they" }, backfill_text(to)),
+                            };
+                            destructive = Some(format!("{}{}; {fate}", count(n, "uses a removed member", "use removed members"), examples(r)));
                         }
                         _ => {
                             return Verdict::Refused(format!(
-                                "{} hold values of `{column}` that the new rule rejects{}; change them first",
-                                rows(r.rows),
-                                examples(r)
+                                "{} of `{column}` that the new rule rejects{}; change {} first",
+                                count(n, "holds a value", "hold values"),
+                                examples(r),
+                                them(n)
                             ))
                         }
                     }
@@ -216,7 +257,7 @@ impl Step {
                 if from.nullable && !to.nullable {
                     let mut p = "now required".to_string();
                     if let Some(b) = backfill {
-                        let _ = write!(p, " (empty values get {})", backfill_text(b));
+                        let _ = write!(p, " (rows without a value get {})", backfill_text(b));
                     }
                     parts.push(p);
                 }
@@ -272,23 +313,25 @@ fn check_change(from: Option<&Check>, to: Option<&Check>) -> String {
             }
             parts.join("; ")
         }
-        (_, Some(c)) => format!("rule now {}", check_text(c)),
-        (Some(_), None) => "rule removed".into(),
+        (None, Some(c)) => format!("rule {} added", check_text(c)),
+        (Some(a), Some(b)) => format!("rule {} -> {}", check_text(a), check_text(b)),
+        (Some(c), None) => format!("rule {} removed", check_text(c)),
         (None, None) => String::new(),
     }
 }
 
+/// A check as the spec writes it: `1..40`, `min 2`, `one of a, b`.
 fn check_text(c: &Check) -> String {
     let range = |lo: Option<String>, hi: Option<String>| match (lo, hi) {
-        (Some(l), Some(h)) => format!("{l}..{h}"),
-        (Some(l), None) => format!("min {l}"),
-        (None, Some(h)) => format!("max {h}"),
-        (None, None) => "any".into(),
+        (Some(l), Some(h)) => format!("`{l}..{h}`"),
+        (Some(l), None) => format!("`min {l}`"),
+        (None, Some(h)) => format!("`max {h}`"),
+        (None, None) => "`any`".into(),
     };
     match c {
-        Check::OneOf(m) => format!("one of {}", m.join(", ")),
-        Check::Length { min, max } => format!("length {}", range(min.map(|v| v.to_string()), max.map(|v| v.to_string()))),
-        Check::IntRange { min, max } => format!("value {}", range(min.map(|v| v.to_string()), max.map(|v| v.to_string()))),
+        Check::OneOf(m) => format!("`one of {}`", m.join(", ")),
+        Check::Length { min, max } => range(min.map(|v| v.to_string()), max.map(|v| v.to_string())),
+        Check::IntRange { min, max } => range(min.map(|v| v.to_string()), max.map(|v| v.to_string())),
     }
 }
 

@@ -360,7 +360,8 @@ fn rebuild(conn: &Connection, old: &Table, new: &Table, group: &[Step], opts: &M
                 let mut e = convert_expr(&col, from.ty, c.ty);
                 if let (Some(inv), Some(check)) = (invalid_to, &c.check) {
                     params.push(backfill_value(&inv));
-                    e = format!("CASE WHEN {} THEN {e} ELSE ? END", check_expr(&format!("({e})"), check));
+                    // NULL fails no check: only values the check rejects are replaced.
+                    e = format!("CASE WHEN ({e}) IS NULL OR {} THEN {e} ELSE ? END", check_expr(&format!("({e})"), check));
                 }
                 if let Some(b) = backfill {
                     params.push(backfill_value(&b));
@@ -443,10 +444,12 @@ fn run_check(conn: &Connection, step: &Step, check: &DataCheck) -> Result<CheckR
             let cols: Vec<String> = columns.iter().map(|c| ident(c)).collect();
             let not_null: Vec<String> = cols.iter().map(|c| format!("{c} IS NOT NULL")).collect();
             let sql = format!(
-                "SELECT {} AS v, count(*) AS n FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1 ORDER BY n DESC",
+                "SELECT {} AS v, count(*) AS n FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1 ORDER BY n DESC, {}",
                 cols.iter().map(|c| format!("CAST({c} AS TEXT)")).collect::<Vec<_>>().join(" || ', ' || "),
                 ident(table),
                 not_null.join(" AND "),
+                cols.join(", "),
+                // Ties by value, so the examples do not depend on the query plan.
                 cols.join(", ")
             );
             let mut stmt = conn.prepare(&sql)?;
