@@ -88,11 +88,17 @@ pub enum WriteError {
     /// (before or after the change).
     Forbidden,
     /// `If-Match` no longer matches.
-    Stale { current_version: i64 },
+    Stale {
+        current_version: i64,
+    },
     /// A reference points at a row that does not exist or the caller cannot read.
-    ReferenceNotFound { field: String },
+    ReferenceNotFound {
+        field: String,
+    },
     /// A unique field already has this value.
-    Unique { field: String },
+    Unique {
+        field: String,
+    },
     /// `on delete restrict` keeps this row: others refer to it.
     Restricted,
     Store(crate::StoreError),
@@ -141,17 +147,15 @@ impl Sql {
         match self.dialect {
             // Numbered, so text may be assembled in any order.
             Dialect::Sqlite => format!("?{n}"),
-            Dialect::Postgres => {
-                match ty {
-                    ColumnType::Text => format!("${n}::text"),
-                    ColumnType::Integer => format!("${n}::bigint"),
-                    ColumnType::Decimal => format!("${n}::numeric"),
-                    ColumnType::Boolean => format!("${n}::boolean"),
-                    ColumnType::Date => format!("${n}::date"),
-                    ColumnType::DateTime => format!("${n}::timestamptz"),
-                    ColumnType::Json => format!("${n}::jsonb"),
-                }
-            }
+            Dialect::Postgres => match ty {
+                ColumnType::Text => format!("${n}::text"),
+                ColumnType::Integer => format!("${n}::bigint"),
+                ColumnType::Decimal => format!("${n}::numeric"),
+                ColumnType::Boolean => format!("${n}::boolean"),
+                ColumnType::Date => format!("${n}::date"),
+                ColumnType::DateTime => format!("${n}::timestamptz"),
+                ColumnType::Json => format!("${n}::jsonb"),
+            },
         }
     }
 
@@ -204,33 +208,85 @@ pub(crate) enum RowSource<'a> {
 /// Compiles a permission condition into a SQL predicate for `caller`.
 /// Facts about the caller (signed in, role) are decided here, so the SQL
 /// holds only row conditions.
-pub(crate) fn predicate(sql: &mut Sql, model: &AppModel, entity: EntityId, expr: Option<&Expr>, row: &RowSource, caller: &Caller) -> String {
+pub(crate) fn predicate(
+    sql: &mut Sql,
+    model: &AppModel,
+    _entity: EntityId,
+    expr: Option<&Expr>,
+    row: &RowSource,
+    caller: &Caller,
+) -> String {
     match expr {
-        None => "(1 = 0)".to_string(),
-        Some(e) => compile(sql, model, entity, e, row, caller),
+        None => Pred::False.render(),
+        Some(e) => compile(sql, model, e, row, caller, true).render(),
     }
 }
 
-fn compile(sql: &mut Sql, model: &AppModel, entity: EntityId, e: &Expr, row: &RowSource, caller: &Caller) -> String {
-    let truth = |b: bool| if b { "(1 = 1)".to_string() } else { "(1 = 0)".to_string() };
+/// A compiled condition, with constants folded so the planner sees only
+/// row conditions.
+enum Pred {
+    True,
+    False,
+    Sql(String),
+}
+
+impl Pred {
+    fn render(self) -> String {
+        match self {
+            Pred::True => "(1 = 1)".into(),
+            Pred::False => "(1 = 0)".into(),
+            Pred::Sql(s) => s,
+        }
+    }
+}
+
+/// `approx` holds while no `not` is above: there "unknown" and "false"
+/// lead to the same outcome (the row is not matched), so a comparison with
+/// a missing value may be folded to false and paths may use the
+/// index-friendly `IN (SELECT ...)` form. Under a `not`, everything is
+/// compiled exactly, keeping SQL's three-valued logic.
+fn compile(sql: &mut Sql, model: &AppModel, e: &Expr, row: &RowSource, caller: &Caller, approx: bool) -> Pred {
+    let truth = |b: bool| if b { Pred::True } else { Pred::False };
     match e {
-        Expr::Anyone => truth(true),
+        Expr::Anyone => Pred::True,
         Expr::SignedIn => truth(caller.user.is_some()),
         Expr::Role { role } => truth(caller.user.is_some() && caller.role == Some(*role)),
-        Expr::Not { expr } => format!("(NOT {})", compile(sql, model, entity, expr, row, caller)),
+        Expr::Not { expr } => match compile(sql, model, expr, row, caller, false) {
+            Pred::True => Pred::False,
+            Pred::False => Pred::True,
+            Pred::Sql(s) => Pred::Sql(format!("(NOT {s})")),
+        },
         Expr::And { items } | Expr::Or { items } => {
-            let joiner = if matches!(e, Expr::And { .. }) { " AND " } else { " OR " };
-            let parts: Vec<String> = items.iter().map(|i| compile(sql, model, entity, i, row, caller)).collect();
-            format!("({})", parts.join(joiner))
+            let and = matches!(e, Expr::And { .. });
+            // Parameters of parts that fold away are dropped again, so the
+            // text and its parameters stay in step.
+            let start = sql.params.len();
+            let mut parts = Vec::new();
+            for item in items {
+                let before = sql.params.len();
+                match (compile(sql, model, item, row, caller, approx), and) {
+                    (Pred::False, true) => {
+                        sql.params.truncate(start);
+                        return Pred::False;
+                    }
+                    (Pred::True, false) => {
+                        sql.params.truncate(start);
+                        return Pred::True;
+                    }
+                    (Pred::True, true) | (Pred::False, false) => sql.params.truncate(before),
+                    (Pred::Sql(s), _) => parts.push(s),
+                }
+            }
+            match parts.len() {
+                0 => truth(and),
+                1 => Pred::Sql(parts.pop().expect("one part")),
+                _ => Pred::Sql(format!("({})", parts.join(if and { " AND " } else { " OR " }))),
+            }
         }
         Expr::Compare { path, op, value } => {
             let last = path.last();
             let f = model.entity(last.entity).field(last.field);
             let ty = column_type(&f.ty);
-            let mut lhs = path_expr(sql, model, path, row);
-            if sql.dialect == Dialect::Sqlite && ty == ColumnType::Decimal {
-                lhs = format!("CAST({lhs} AS REAL)");
-            }
             let v = match value {
                 Value::Me => caller.user.clone().map_or(DbValue::Null, DbValue::Text),
                 Value::Bool(b) => DbValue::Boolean(*b),
@@ -244,15 +300,61 @@ fn compile(sql: &mut Sql, model: &AppModel, entity: EntityId, e: &Expr, row: &Ro
                 Value::Enum(m) => DbValue::Text(m.clone()),
                 Value::Role(r) => DbValue::Text(model.role(*r).name.clone()),
             };
-            // NULL on either side makes the comparison unknown: denied.
-            let rhs = sql.cmp_param(v, ty);
             let op = match op {
                 CompareOp::Eq => "=",
                 CompareOp::Ne => "<>",
             };
-            format!("({lhs} {op} {rhs})")
+            // A missing value makes the comparison unknown.
+            if v == DbValue::Null {
+                return if approx { Pred::False } else { Pred::Sql("(NULL)".into()) };
+            }
+            let rhs = sql.cmp_param(v, ty);
+            if approx && path.steps.len() > 1 {
+                return Pred::Sql(format!("({})", path_in(sql, model, path, row, op, &rhs)));
+            }
+            let mut lhs = path_expr(sql, model, path, row);
+            if sql.dialect == Dialect::Sqlite && ty == ColumnType::Decimal {
+                lhs = format!("CAST({lhs} AS REAL)");
+            }
+            Pred::Sql(format!("({lhs} {op} {rhs})"))
         }
     }
+}
+
+/// `row.a IN (SELECT p1."id" FROM A p1 WHERE p1.b IN (... WHERE pn.z op rhs))`:
+/// the same rows as following the path with scalar subqueries when unknown
+/// counts as false, but planned from the inside out through indexes.
+fn path_in(sql: &mut Sql, model: &AppModel, path: &Path, row: &RowSource, op: &str, rhs: &str) -> String {
+    let first = &path.steps[0];
+    let head = match row {
+        RowSource::Alias(a) => format!("{a}.{}", ident(&first.name)),
+        RowSource::Values(values) => {
+            let field = model.entity(first.entity).field(first.field);
+            let v = values.iter().find(|(f, _)| *f == first.field).map_or(DbValue::Null, |(_, v)| v.clone());
+            sql.param(v, column_type(&field.ty))
+        }
+    };
+    let mut cond = String::new();
+    let mut closes = 0;
+    let mut current = head;
+    for (i, step) in path.steps.iter().enumerate().skip(1) {
+        let alias = sql.alias();
+        let table = ident(&model.entity(step.entity).plural);
+        let mut col = format!("{alias}.{}", ident(&step.name));
+        if i + 1 == path.steps.len() {
+            let f = model.entity(step.entity).field(step.field);
+            if sql.dialect == Dialect::Sqlite && column_type(&f.ty) == ColumnType::Decimal {
+                col = format!("CAST({col} AS REAL)");
+            }
+            cond.push_str(&format!("{current} IN (SELECT {alias}.\"id\" FROM {table} {alias} WHERE {col} {op} {rhs}"));
+        } else {
+            cond.push_str(&format!("{current} IN (SELECT {alias}.\"id\" FROM {table} {alias} WHERE "));
+            current = col;
+        }
+        closes += 1;
+    }
+    cond.push_str(&")".repeat(closes));
+    cond
 }
 
 /// The value at `path`: the row's own field, then one scalar subquery per
@@ -287,7 +389,14 @@ pub(crate) fn email_visible(sql: &mut Sql, model: &AppModel, alias: &str, caller
         }
         None => "(1 = 0)".to_string(),
     };
-    let rule = predicate(sql, model, charter_model::USER, user.permissions.field_rule(charter_model::Action::Read, email_id), &RowSource::Alias(alias), caller);
+    let rule = predicate(
+        sql,
+        model,
+        charter_model::USER,
+        user.permissions.field_rule(charter_model::Action::Read, email_id),
+        &RowSource::Alias(alias),
+        caller,
+    );
     format!("({own} OR {rule})")
 }
 
