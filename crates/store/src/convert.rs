@@ -2,7 +2,7 @@
 //! so both dialects refuse exactly the same rows.
 
 use charter_model::{is_valid_date, is_valid_datetime, is_valid_decimal};
-use charter_schema::ColumnType;
+use charter_schema::{Check, ColumnType};
 
 /// `value` is the stored value rendered as text (booleans as `0`/`1` in
 /// SQLite, `true`/`false` in PostgreSQL).
@@ -39,6 +39,36 @@ pub fn converts(value: &str, from: ColumnType, to: ColumnType) -> bool {
     }
 }
 
+/// Whether `check` admits `value` (of type `from`, as text, and accepted
+/// by `converts`) once converted to `to`. Rules exist only on text and
+/// integer columns.
+pub fn satisfies_converted(value: &str, from: ColumnType, to: ColumnType, check: &Check) -> bool {
+    let v = value.trim();
+    let within = |n: i128, min: Option<i128>, max: Option<i128>| min.is_none_or(|lo| n >= lo) && max.is_none_or(|hi| n <= hi);
+    // The text the column holds after the change: booleans read `0`/`1`
+    // in SQLite and become `false`/`true` as text in both dialects.
+    let as_text = || -> String {
+        match (from, v) {
+            (ColumnType::Boolean, "1" | "true") => "true".into(),
+            (ColumnType::Boolean, "0" | "false") => "false".into(),
+            _ => value.to_string(),
+        }
+    };
+    match check {
+        Check::OneOf(members) => to != ColumnType::Text || members.contains(&as_text()),
+        Check::Length { min, max } => {
+            to != ColumnType::Text || within(as_text().chars().count() as i128, min.map(i128::from), max.map(i128::from))
+        }
+        Check::IntRange { min, max } => {
+            let n = match from {
+                ColumnType::Boolean => Some(i128::from(v == "1" || v == "true")),
+                _ => v.split_once('.').map_or(v, |(int, _)| int).parse::<i128>().ok(),
+            };
+            to != ColumnType::Integer || n.is_none_or(|n| within(n, min.map(i128::from), max.map(i128::from)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +87,22 @@ mod tests {
         assert!(!converts("2023-02-29", Text, Date));
         assert!(converts("[1,2]", Text, Json));
         assert!(!converts("{", Text, Json));
+    }
+
+    #[test]
+    fn rules_after_conversion() {
+        let range = Check::IntRange { min: Some(1), max: Some(100) };
+        assert!(satisfies_converted(" 7", Text, Integer, &range));
+        assert!(!satisfies_converted("5000", Text, Integer, &range));
+        assert!(satisfies_converted("12.00", Decimal, Integer, &range));
+        assert!(satisfies_converted("1", Boolean, Integer, &range));
+        assert!(!satisfies_converted("false", Boolean, Integer, &range));
+        let members = Check::OneOf(vec!["true".into()]);
+        assert!(satisfies_converted("1", Boolean, Text, &members));
+        assert!(satisfies_converted("true", Boolean, Text, &members));
+        assert!(!satisfies_converted("0", Boolean, Text, &members));
+        let length = Check::Length { min: None, max: Some(3) };
+        assert!(satisfies_converted("123", Integer, Text, &length));
+        assert!(!satisfies_converted("1234", Integer, Text, &length));
     }
 }

@@ -35,3 +35,14 @@ impl From<rusqlite::Error> for StoreError {
         StoreError::Internal(e.to_string())
     }
 }
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let text = crate::postgres::pg_error_text(&e);
+        if e.is_closed() {
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Internal(text)
+        }
+    }
+}

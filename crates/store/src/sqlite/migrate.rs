@@ -4,7 +4,7 @@
 
 use super::ddl::{check_expr, column_def, convert_expr, create_index, create_table, ident, sql_type};
 use super::SqliteDb;
-use crate::convert::converts;
+use crate::convert::{converts, satisfies_converted};
 use crate::migrate::*;
 use crate::StoreError;
 use charter_model::AppModel;
@@ -482,12 +482,28 @@ fn run_check(conn: &Connection, step: &Step, check: &DataCheck) -> Result<CheckR
         }
         DataCheck::Satisfies { table, column, check } => {
             let col = ident(column);
-            // After a type change the rule applies to the converted value.
-            let value = match &step.change {
-                Change::AlterColumn { from, to, .. } if from.ty != to.ty => format!("({})", convert_expr(&col, from.ty, to.ty)),
-                _ => col.clone(),
-            };
-            let cond = format!("{col} IS NOT NULL AND NOT ({})", check_expr(&value, check));
+            // After a type change the rule applies to the converted value:
+            // decided in Rust, like `Converts`, so both dialects count the
+            // same rows (values that do not convert are left to `Converts`).
+            if let Change::AlterColumn { from, to, .. } = &step.change {
+                if from.ty != to.ty {
+                    let mut stmt = conn.prepare(&format!("SELECT CAST({col} AS TEXT) FROM {} WHERE {col} IS NOT NULL", ident(table)))?;
+                    let mut rows = 0;
+                    let mut ex: Vec<String> = Vec::new();
+                    for v in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                        let v = v?;
+                        if converts(&v, from.ty, to.ty) && !satisfies_converted(&v, from.ty, to.ty, check) {
+                            rows += 1;
+                            let s = short(v);
+                            if ex.len() < 3 && !ex.contains(&s) {
+                                ex.push(s);
+                            }
+                        }
+                    }
+                    return Ok(CheckResult { rows, examples: ex });
+                }
+            }
+            let cond = format!("{col} IS NOT NULL AND NOT ({})", check_expr(&col, check));
             let rows = count(format!("SELECT count(*) FROM {} WHERE {cond}", ident(table)))?;
             let ex = examples(format!("SELECT DISTINCT CAST({col} AS TEXT) FROM {} WHERE {cond} LIMIT 3", ident(table)))?;
             CheckResult { rows, examples: ex }
