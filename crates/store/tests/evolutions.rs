@@ -2,122 +2,17 @@
 //! gets (snapshotted with its check results), whether it applies, and that
 //! every row and every unchanged value survives it. A migration that does
 //! not apply must leave the database exactly as it was.
+//!
+//! Every evolution runs on SQLite and on PostgreSQL (`./scripts/test`
+//! starts one), and both must produce the same snapshot.
+
+mod common;
 
 use charter_model::AppModel;
 use charter_schema::{render_plan, schema_of, DbValue, Verdict};
-use charter_store::{sqlite::SqliteDb, MigrateOptions, MigrationReport, StoreError};
+use charter_store::MigrateOptions;
+use common::{Backend, Dump, TestDb};
 use std::collections::BTreeMap;
-
-// ---------------------------------------------------------------------------
-// Backends
-
-/// Every table's rows (`_charter_*` bookkeeping excluded), by id; each row
-/// maps column -> value as text (`None` for NULL).
-type Dump = BTreeMap<String, BTreeMap<String, BTreeMap<String, Option<String>>>>;
-
-/// A fresh database of one backend, with the raw access the scenarios need.
-trait Backend {
-    fn migrate(&self, model: &AppModel, opts: MigrateOptions) -> Result<MigrationReport, StoreError>;
-    fn schema_differences(&self, model: &AppModel) -> Vec<String>;
-    fn history_len(&self) -> usize;
-    fn insert(&self, table: &str, values: &[(String, DbValue)]);
-    /// Runs one raw statement; the driver's error as text.
-    fn execute(&self, sql: &str) -> Result<u64, String>;
-    fn dump(&self) -> Dump;
-    /// How `dump` shows a value stored from `v`.
-    fn render(&self, v: &DbValue) -> Option<String>;
-}
-
-struct Sqlite {
-    dir: tempfile::TempDir,
-    db: SqliteDb,
-}
-
-impl Sqlite {
-    fn fresh() -> Sqlite {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SqliteDb::open(&dir.path().join("app.db"), false).unwrap();
-        Sqlite { dir, db }
-    }
-}
-
-fn sqlite_value(v: &DbValue) -> rusqlite::types::Value {
-    use rusqlite::types::Value;
-    match v {
-        DbValue::Null => Value::Null,
-        DbValue::Integer(n) => Value::Integer(*n),
-        DbValue::Boolean(b) => Value::Integer(i64::from(*b)),
-        DbValue::Text(s) | DbValue::Decimal(s) | DbValue::Date(s) | DbValue::DateTime(s) | DbValue::Json(s) => Value::Text(s.clone()),
-    }
-}
-
-impl Backend for Sqlite {
-    fn migrate(&self, model: &AppModel, mut opts: MigrateOptions) -> Result<MigrationReport, StoreError> {
-        opts.backup_dir = Some(self.dir.path().join("backups"));
-        self.db.migrate(model, opts)
-    }
-
-    fn schema_differences(&self, model: &AppModel) -> Vec<String> {
-        self.db.schema_differences(model).unwrap()
-    }
-
-    fn history_len(&self) -> usize {
-        self.db.history().unwrap().len()
-    }
-
-    fn insert(&self, table: &str, values: &[(String, DbValue)]) {
-        let cols: Vec<String> = values.iter().map(|(c, _)| format!("\"{c}\"")).collect();
-        let marks: Vec<&str> = values.iter().map(|_| "?").collect();
-        let sql = format!("INSERT INTO \"{table}\" ({}) VALUES ({})", cols.join(", "), marks.join(", "));
-        let conn = self.db.connect().unwrap();
-        conn.execute(&sql, rusqlite::params_from_iter(values.iter().map(|(_, v)| sqlite_value(v))))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    fn execute(&self, sql: &str) -> Result<u64, String> {
-        let conn = self.db.connect().unwrap();
-        conn.execute(sql, []).map(|n| n as u64).map_err(|e| e.to_string())
-    }
-
-    fn dump(&self) -> Dump {
-        use rusqlite::types::ValueRef;
-        let conn = self.db.connect().unwrap();
-        let mut tables = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%' AND name NOT LIKE '\\_charter%' ESCAPE '\\'").unwrap();
-        let names: Vec<String> = tables.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
-        let mut dump = Dump::new();
-        for t in names {
-            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
-            let cols: Vec<String> = stmt.column_names().map(String::from).collect();
-            let mut rows = stmt.query([]).unwrap();
-            let table = dump.entry(t).or_default();
-            while let Some(r) = rows.next().unwrap() {
-                let mut row = BTreeMap::new();
-                for (i, c) in cols.iter().enumerate() {
-                    let v = match r.get_ref(i).unwrap() {
-                        ValueRef::Null => None,
-                        ValueRef::Integer(n) => Some(n.to_string()),
-                        ValueRef::Real(f) => Some(f.to_string()),
-                        ValueRef::Text(s) => Some(String::from_utf8(s.to_vec()).unwrap()),
-                        ValueRef::Blob(b) => Some(format!("blob {b:?}")),
-                    };
-                    row.insert(c.clone(), v);
-                }
-                let id = row["id"].clone().expect("every row has an id");
-                table.insert(id, row);
-            }
-        }
-        dump
-    }
-
-    fn render(&self, v: &DbValue) -> Option<String> {
-        match sqlite_value(v) {
-            rusqlite::types::Value::Null => None,
-            rusqlite::types::Value::Integer(n) => Some(n.to_string()),
-            rusqlite::types::Value::Text(s) => Some(s),
-            other => panic!("not stored by the tests: {other:?}"),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The specs and the data
@@ -328,7 +223,7 @@ impl Evolution {
         self
     }
 
-    fn run(self, db: &dyn Backend) -> Applied {
+    fn run(self, db: &TestDb) -> Applied {
         let old = model(&self.before);
         let r = db.migrate(&old, opts(false)).unwrap();
         assert!(r.applied, "{r:#?}");
@@ -357,13 +252,13 @@ fn opts(allow_destructive: bool) -> MigrateOptions {
 /// Migrates from `old` to `new` on a database holding `before` (its dump)
 /// and checks everything the evolution promises; returns the text to
 /// snapshot: the spec change, the plan with its check results, the outcome.
-fn step(db: &dyn Backend, old_src: &str, new_src: &str, expect: Expect, before: &Dump, changed: &[(&str, &str)]) -> String {
+fn step(db: &TestDb, old_src: &str, new_src: &str, expect: Expect, before: &Dump, changed: &[(&str, &str)]) -> String {
     let (old, new) = (&model(old_src), &model(new_src));
-    let history = db.history_len();
+    let history = db.history().len();
     let unchanged = |why: &str| {
         assert_eq!(&db.dump(), before, "{why}: the data changed");
         assert_eq!(db.schema_differences(old), Vec::<String>::new(), "{why}: the schema changed");
-        assert_eq!(db.history_len(), history, "{why}: a migration was recorded");
+        assert_eq!(db.history().len(), history, "{why}: a migration was recorded");
     };
 
     // `charter plan`: everything checked and executed, then rolled back.
@@ -422,8 +317,8 @@ fn step(db: &dyn Backend, old_src: &str, new_src: &str, expect: Expect, before: 
         "nothing to do".to_string()
     } else if report.applied {
         assert_eq!(db.schema_differences(new), Vec::<String>::new(), "the database has the new model's schema");
-        assert_eq!(db.history_len(), history + 1);
-        assert_survives(db, before, &db.dump(), old, new, changed);
+        assert_eq!(db.history().len(), history + 1);
+        assert_survives(before, &db.dump(), old, new, changed);
         let again = db.migrate(new, opts(true)).unwrap();
         assert!(again.plan.is_empty() && !again.applied, "a second migrate does nothing: {:#?}", again.plan);
         "applied".to_string()
@@ -438,7 +333,7 @@ fn step(db: &dyn Backend, old_src: &str, new_src: &str, expect: Expect, before: 
 /// column that still exists (under its new name, if renamed) with the same
 /// type holds the same values, unless the scenario changes it on purpose.
 /// Columns added for existing rows hold NULL, or the field's default.
-fn assert_survives(db: &dyn Backend, before: &Dump, after: &Dump, old: &AppModel, new: &AppModel, changed: &[(&str, &str)]) {
+fn assert_survives(before: &Dump, after: &Dump, old: &AppModel, new: &AppModel, changed: &[(&str, &str)]) {
     let (old_s, _) = schema_of(old);
     let (new_s, hints) = schema_of(new);
     for ot in &old_s.tables {
@@ -469,7 +364,7 @@ fn assert_survives(db: &dyn Backend, before: &Dump, after: &Dump, old: &AppModel
             }
             let want = match hints.backfill(name, &nc.name) {
                 None => None,
-                Some(charter_schema::Backfill::Value(v)) => db.render(v),
+                Some(charter_schema::Backfill::Value(v)) => TestDb::render(v),
                 Some(b) => panic!("`{name}.{}` is back-filled with {b:?}: list it as changed", nc.name),
             };
             for (id, r) in rows_after {
@@ -522,13 +417,13 @@ fn column<'a>(dump: &'a Dump, table: &str, column: &str) -> Vec<(&'a str, Option
 // ---------------------------------------------------------------------------
 // The evolutions
 
-fn add_entity(db: &dyn Backend) {
+fn add_entity(db: &TestDb) {
     let after = BASE.to_string() + "\n### Coupon\n| field | type | rules |\n|---|---|---|\n| code | text | required, unique |\n| percent | int | 1..100 |\n\nPermissions:\n- read: signed in\n";
     let a = Evolution::new("add_entity", "A new entity: a new, empty table.", after, Expect::Safe).run(db);
     assert!(a.after["coupons"].is_empty());
 }
 
-fn drop_entity(db: &dyn Backend) {
+fn drop_entity(db: &TestDb) {
     let after = edit(
         BASE,
         &[("### Order\n| field | type | rules |\n|---|---|---|\n| customer | Customer | required |\n| code | text | |\n| total | int | |\n| placed | date | |\n| paid | bool | |\n| status | enum(open, sent, done, lost) | |\n\nPermissions:\n- read: signed in\n\n", "")],
@@ -540,7 +435,7 @@ fn drop_entity(db: &dyn Backend) {
     assert_eq!(a.before["orders"].len(), 6);
 }
 
-fn rename_entity(db: &dyn Backend) {
+fn rename_entity(db: &TestDb) {
     let after = edit(
         BASE,
         &[
@@ -562,7 +457,7 @@ fn rename_entity(db: &dyn Backend) {
     assert_eq!(db.execute("DELETE FROM \"clients\" WHERE \"id\" = 'c5'"), Ok(1));
 }
 
-fn rename_entity_without_hint(db: &dyn Backend) {
+fn rename_entity_without_hint(db: &TestDb) {
     let after = edit(BASE, &[("### Order\n", "### Purchase\n")]);
     let a = Evolution::new(
         "rename_entity_without_hint",
@@ -574,13 +469,13 @@ fn rename_entity_without_hint(db: &dyn Backend) {
     assert!(a.after["purchases"].is_empty() && !a.after.contains_key("orders"));
 }
 
-fn add_optional_field(db: &dyn Backend) {
+fn add_optional_field(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |\n", "| nickname | text | |\n| phone | text | max 20 |\n")]);
     let a = Evolution::new("add_optional_field", "A new optional field: existing rows have no value.", after, Expect::Safe).run(db);
     assert!(column(&a.after, "customers", "phone").iter().all(|(_, v)| v.is_none()));
 }
 
-fn add_required_field_with_default(db: &dyn Backend) {
+fn add_required_field_with_default(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |\n", "| nickname | text | |\n| country | text | required, default \"NZ\" |\n")]);
     let a = Evolution::new(
         "add_required_field_with_default",
@@ -592,7 +487,7 @@ fn add_required_field_with_default(db: &dyn Backend) {
     assert!(column(&a.after, "customers", "country").iter().all(|(_, v)| *v == Some("NZ")));
 }
 
-fn add_required_field_to_empty_table(db: &dyn Backend) {
+fn add_required_field_to_empty_table(db: &TestDb) {
     let after = edit(BASE, &[("| label | text | required |\n", "| label | text | required |\n| color | text | required |\n")]);
     Evolution::new(
         "add_required_field_to_empty_table",
@@ -603,7 +498,7 @@ fn add_required_field_to_empty_table(db: &dyn Backend) {
     .run(db);
 }
 
-fn add_required_field_refused(db: &dyn Backend) {
+fn add_required_field_refused(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |\n", "| nickname | text | |\n| country | text | required |\n")]);
     Evolution::new(
         "add_required_field_refused",
@@ -614,27 +509,27 @@ fn add_required_field_refused(db: &dyn Backend) {
     .run(db);
 }
 
-fn add_required_field_refused_one_row(db: &dyn Backend) {
+fn add_required_field_refused_one_row(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |\n", "| nickname | text | |\n| country | text | required |\n")]);
     Evolution::new("add_required_field_refused_one_row", "The same with one row: the message counts it.", after, Expect::Refused)
         .rows(|rows| rows.retain(|r| r.table != "customers" && r.table != "orders" || r.values[0].1 == text("c5")))
         .run(db);
 }
 
-fn drop_field(db: &dyn Backend) {
+fn drop_field(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |\n", "")]);
     let a = Evolution::new("drop_field", "A field is removed: its values go (destructive); other values stay.", after, Expect::Destructive)
         .run(db);
     assert!(a.after["customers"].values().all(|r| !r.contains_key("nickname")));
 }
 
-fn rename_field(db: &dyn Backend) {
+fn rename_field(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |", "| handle | text | renamed from nickname |")]);
     let a = Evolution::new("rename_field", "A field is renamed with a hint: the values move with it.", after, Expect::Safe).run(db);
     assert_eq!(value(&a.after, "customers", "c1", "handle"), Some("ace"));
 }
 
-fn rename_field_without_hint(db: &dyn Backend) {
+fn rename_field_without_hint(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |", "| handle | text | |")]);
     Evolution::new(
         "rename_field_without_hint",
@@ -645,7 +540,7 @@ fn rename_field_without_hint(db: &dyn Backend) {
     .run(db);
 }
 
-fn widen_int_to_decimal(db: &dyn Backend) {
+fn widen_int_to_decimal(db: &TestDb) {
     let after = edit(BASE, &[("| total | int | |", "| total | decimal | |")]);
     let a = Evolution::new("widen_int_to_decimal", "int -> decimal: every integer is a decimal (safe).", after, Expect::Safe)
         .changed(&[("orders", "total")])
@@ -664,7 +559,7 @@ fn widen_int_to_decimal(db: &dyn Backend) {
     );
 }
 
-fn widen_int_to_text(db: &dyn Backend) {
+fn widen_int_to_text(db: &TestDb) {
     let after = edit(BASE, &[("| age | int | |", "| age | text | |")]);
     let a = Evolution::new("widen_int_to_text", "int -> text: every integer has a text form (safe).", after, Expect::Safe)
         .changed(&[("customers", "age")])
@@ -673,7 +568,7 @@ fn widen_int_to_text(db: &dyn Backend) {
     assert_eq!(ages, [("c1", Some("36")), ("c2", Some("0")), ("c3", Some("41")), ("c4", Some("9007199254740993")), ("c5", Some("-1"))]);
 }
 
-fn widen_date_to_datetime(db: &dyn Backend) {
+fn widen_date_to_datetime(db: &TestDb) {
     let after = edit(BASE, &[("| placed | date | |", "| placed | datetime | |")]);
     let a =
         Evolution::new("widen_date_to_datetime", "date -> datetime: a date becomes midnight UTC of that day (safe).", after, Expect::Safe)
@@ -685,7 +580,7 @@ fn widen_date_to_datetime(db: &dyn Backend) {
     }
 }
 
-fn widen_bool_to_int(db: &dyn Backend) {
+fn widen_bool_to_int(db: &TestDb) {
     let after = edit(BASE, &[("| paid | bool | |", "| paid | int | |")]);
     let a = Evolution::new("widen_bool_to_int", "bool -> int: false is 0, true is 1 (safe).", after, Expect::Safe)
         .changed(&[("orders", "paid")])
@@ -694,7 +589,7 @@ fn widen_bool_to_int(db: &dyn Backend) {
     assert_eq!(paid, [("o1", Some("1")), ("o2", Some("0")), ("o3", None), ("o4", Some("1")), ("o5", Some("0")), ("o6", Some("0"))]);
 }
 
-fn narrow_text_to_int(db: &dyn Backend) {
+fn narrow_text_to_int(db: &TestDb) {
     let after = edit(BASE, &[("| code | text | |", "| code | int | |")]);
     let a = Evolution::new(
         "narrow_text_to_int",
@@ -711,7 +606,7 @@ fn narrow_text_to_int(db: &dyn Backend) {
     );
 }
 
-fn narrow_text_to_int_refused(db: &dyn Backend) {
+fn narrow_text_to_int_refused(db: &TestDb) {
     let after = edit(BASE, &[("| code | text | |", "| code | int | |")]);
     Evolution::new(
         "narrow_text_to_int_refused",
@@ -727,7 +622,7 @@ fn narrow_text_to_int_refused(db: &dyn Backend) {
     .run(db);
 }
 
-fn require_field_without_nulls(db: &dyn Backend) {
+fn require_field_without_nulls(db: &TestDb) {
     let after = edit(BASE, &[("| age | int | |", "| age | int | required |")]);
     Evolution::new(
         "require_field_without_nulls",
@@ -738,7 +633,7 @@ fn require_field_without_nulls(db: &dyn Backend) {
     .run(db);
 }
 
-fn require_field_with_nulls_refused(db: &dyn Backend) {
+fn require_field_with_nulls_refused(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |", "| nickname | text | required |")]);
     Evolution::new(
         "require_field_with_nulls_refused",
@@ -750,12 +645,12 @@ fn require_field_with_nulls_refused(db: &dyn Backend) {
     .run(db);
 }
 
-fn require_field_with_one_null_refused(db: &dyn Backend) {
+fn require_field_with_one_null_refused(db: &TestDb) {
     let after = edit(BASE, &[("| email | email | |", "| email | email | required |")]);
     Evolution::new("require_field_with_one_null_refused", "The same with a single row lacking a value.", after, Expect::Refused).run(db);
 }
 
-fn require_field_with_nulls_and_default(db: &dyn Backend) {
+fn require_field_with_nulls_and_default(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |", "| nickname | text | required, default \"anon\" |")]);
     let a = Evolution::new(
         "require_field_with_nulls_and_default",
@@ -770,17 +665,17 @@ fn require_field_with_nulls_and_default(db: &dyn Backend) {
     }
 }
 
-fn enum_member_added(db: &dyn Backend) {
+fn enum_member_added(db: &TestDb) {
     let after = edit(BASE, &[("enum(bronze, silver, gold)", "enum(bronze, silver, gold, platinum)")]);
     Evolution::new("enum_member_added", "An enum gains a member: every stored value is still valid (safe).", after, Expect::Safe).run(db);
 }
 
-fn enum_member_removed_unused(db: &dyn Backend) {
+fn enum_member_removed_unused(db: &TestDb) {
     let after = edit(BASE, &[("enum(open, sent, done, lost)", "enum(open, sent, done)")]);
     Evolution::new("enum_member_removed_unused", "An enum loses a member no row uses: checked, and safe.", after, Expect::Safe).run(db);
 }
 
-fn enum_member_removed_used(db: &dyn Backend) {
+fn enum_member_removed_used(db: &TestDb) {
     let after = edit(BASE, &[("enum(open, sent, done, lost)", "enum(open, done, lost)")]);
     let a = Evolution::new(
         "enum_member_removed_used",
@@ -796,7 +691,7 @@ fn enum_member_removed_used(db: &dyn Backend) {
     }
 }
 
-fn enum_member_removed_used_with_default(db: &dyn Backend) {
+fn enum_member_removed_used_with_default(db: &TestDb) {
     let after = edit(BASE, &[("enum(bronze, silver, gold)", "enum(bronze, silver)")]);
     let a = Evolution::new(
         "enum_member_removed_used_with_default",
@@ -810,7 +705,7 @@ fn enum_member_removed_used_with_default(db: &dyn Backend) {
     assert_eq!(tiers, [("c1", Some("bronze")), ("c2", Some("silver")), ("c3", Some("bronze")), ("c4", Some("bronze")), ("c5", None)]);
 }
 
-fn unique_added(db: &dyn Backend) {
+fn unique_added(db: &TestDb) {
     let after = edit(BASE, &[("| email | email | |", "| email | email | unique |")]);
     Evolution::new(
         "unique_added",
@@ -822,7 +717,7 @@ fn unique_added(db: &dyn Backend) {
     assert!(db.execute("INSERT INTO \"customers\" (id, created_at, updated_at, version, name, email) SELECT 'c9', created_at, updated_at, 1, 'Copy', email FROM \"customers\" WHERE id = 'c1'").is_err(), "the index is enforced");
 }
 
-fn unique_added_with_duplicates(db: &dyn Backend) {
+fn unique_added_with_duplicates(db: &TestDb) {
     let after = edit(BASE, &[("| nickname | text | |", "| nickname | text | unique |")]);
     Evolution::new(
         "unique_added_with_duplicates",
@@ -833,7 +728,7 @@ fn unique_added_with_duplicates(db: &dyn Backend) {
     .run(db);
 }
 
-fn on_delete_changed(db: &dyn Backend) {
+fn on_delete_changed(db: &TestDb) {
     let after = edit(BASE, &[("| customer | Customer | required |", "| customer | Customer | required, on delete cascade |")]);
     let ev = Evolution::new("on_delete_changed", "A reference's `on delete` goes from restrict to cascade.", after, Expect::Safe);
     let old = model(&ev.before);
@@ -853,7 +748,7 @@ fn on_delete_changed(db: &dyn Backend) {
     assert_eq!(after["customers"].len(), 4);
 }
 
-fn reference_added(db: &dyn Backend) {
+fn reference_added(db: &TestDb) {
     let after = edit(
         BASE,
         &[(
@@ -870,7 +765,7 @@ fn reference_added(db: &dyn Backend) {
     assert_eq!(value(&db.dump(), "orders", "o1", "gift_for"), None, "on delete set null");
 }
 
-fn field_becomes_reference_refused(db: &dyn Backend) {
+fn field_becomes_reference_refused(db: &TestDb) {
     let after = edit(BASE, &[("| code | text | |", "| code | Customer | |")]);
     Evolution::new(
         "field_becomes_reference_refused",
@@ -881,7 +776,7 @@ fn field_becomes_reference_refused(db: &dyn Backend) {
     .run(db);
 }
 
-fn text_bound_tightened_refused(db: &dyn Backend) {
+fn text_bound_tightened_refused(db: &TestDb) {
     let after = edit(BASE, &[("| name | text | required, 1..40 |", "| name | text | required, 1..12 |")]);
     Evolution::new(
         "text_bound_tightened_refused",
@@ -892,7 +787,7 @@ fn text_bound_tightened_refused(db: &dyn Backend) {
     .run(db);
 }
 
-fn text_bound_tightened(db: &dyn Backend) {
+fn text_bound_tightened(db: &TestDb) {
     let after = edit(BASE, &[("| name | text | required, 1..40 |", "| name | text | required, 2..20 |")]);
     Evolution::new(
         "text_bound_tightened",
@@ -903,7 +798,7 @@ fn text_bound_tightened(db: &dyn Backend) {
     .run(db);
 }
 
-fn text_bound_loosened(db: &dyn Backend) {
+fn text_bound_loosened(db: &TestDb) {
     let after = edit(BASE, &[("| name | text | required, 1..40 |", "| name | text | required, max 100 |")]);
     Evolution::new(
         "text_bound_loosened",
@@ -914,13 +809,13 @@ fn text_bound_loosened(db: &dyn Backend) {
     .run(db);
 }
 
-fn int_range_added(db: &dyn Backend) {
+fn int_range_added(db: &TestDb) {
     let after = edit(BASE, &[("| total | int | |", "| total | int | min -10 |")]);
     Evolution::new("int_range_added", "An int gains a range every value is in: checked, and safe.", after, Expect::Safe).run(db);
     assert!(db.execute("UPDATE \"orders\" SET \"total\" = -11 WHERE \"id\" = 'o1'").is_err(), "the range is enforced");
 }
 
-fn int_range_added_refused(db: &dyn Backend) {
+fn int_range_added_refused(db: &TestDb) {
     let after = edit(BASE, &[("| age | int | |", "| age | int | 0..150 |")]);
     Evolution::new(
         "int_range_added_refused",
@@ -931,7 +826,7 @@ fn int_range_added_refused(db: &dyn Backend) {
     .run(db);
 }
 
-fn default_changed(db: &dyn Backend) {
+fn default_changed(db: &TestDb) {
     let after = edit(BASE, &[("| vip | bool | default false |", "| vip | bool | default true |"), ("default bronze", "default silver")]);
     let a = Evolution::new(
         "default_changed",
@@ -943,7 +838,7 @@ fn default_changed(db: &dyn Backend) {
     assert_eq!(a.before, a.after);
 }
 
-fn prose_only(db: &dyn Backend) {
+fn prose_only(db: &TestDb) {
     let after = edit(
         BASE,
         &[
@@ -955,13 +850,13 @@ fn prose_only(db: &dyn Backend) {
     assert_eq!(a.before, a.after);
 }
 
-fn second_migrate_is_noop(db: &dyn Backend) {
+fn second_migrate_is_noop(db: &TestDb) {
     let a = Evolution::new("second_migrate_is_noop", "The same spec again: nothing to do.", BASE.to_string(), Expect::Nothing).run(db);
     assert_eq!(a.before, a.after);
-    assert_eq!(db.history_len(), 1);
+    assert_eq!(db.history().len(), 1);
 }
 
-fn chain_of_five(db: &dyn Backend) {
+fn chain_of_five(db: &TestDb) {
     let v1 = BASE.to_string();
     let v2 = edit(
         &v1,
@@ -1021,21 +916,21 @@ fn chain_of_five(db: &dyn Backend) {
             assert_eq!(r[c], last["clients"][id][c], "clients.{c} of {id}");
         }
     }
-    assert_eq!(db.history_len(), 6);
+    assert_eq!(db.history().len(), 6);
     snapshot_as("chain_of_five", out.join("\n\n"));
 }
 
 // ---------------------------------------------------------------------------
 
+/// One test per backend for each evolution, so either can fail on its own;
+/// both compare against the same snapshot.
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(&super::Sqlite::fresh());
-                }
-            )*
+            $(#[test] fn $name() { super::$name(&super::TestDb::fresh(super::Backend::Sqlite)) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(&super::TestDb::fresh(super::Backend::Postgres)) })*
         }
     };
 }
