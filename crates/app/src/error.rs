@@ -30,6 +30,8 @@ pub enum AppError {
     NotFound,
     /// 409 with a message.
     Conflict(String),
+    /// 409: a `unique` field already has this value.
+    Unique { field: String },
     /// 412: `If-Match` is stale.
     PreconditionFailed { current_version: i64 },
     /// 428: `If-Match` required.

@@ -6,6 +6,8 @@
 mod clock;
 mod config;
 mod error;
+pub mod openapi;
+pub mod records;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use config::{AppConfig, Profile, Secret};
@@ -22,13 +24,16 @@ pub struct App {
     pub db: Database,
     pub records: Records,
     pub clock: Arc<dyn Clock>,
+    /// Compiled field rules (patterns) for validating record bodies.
+    pub(crate) rules: records::Rules,
 }
 
 impl App {
     /// Builds the app on a database whose schema is already migrated.
     pub fn new(model: Arc<AppModel>, config: AppConfig, db: Database, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         let records = db.records(model.clone()).map_err(|e| AppError::Internal(e.to_string()))?;
-        Ok(App { model, config, db, records, clock })
+        let rules = records::Rules::new(&model);
+        Ok(App { model, config, db, records, clock, rules })
     }
 
     /// Whether the database answers (for `/readyz`).

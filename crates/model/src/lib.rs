@@ -18,6 +18,7 @@ pub use names::{plural_of, snake_case};
 pub use print::to_spec;
 pub use settings::{EmailVerification, LoginAttempts, Settings, Signup, SETTING_KEYS};
 pub use values::{is_valid_date, is_valid_datetime, is_valid_decimal};
+pub use resolve::looks_like_email;
 
 use charter_spec::Diagnostic;
 use serde::Serialize;

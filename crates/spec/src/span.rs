@@ -65,8 +65,14 @@ pub struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     pub fn new(source: &'a str) -> Self {
+        // Line breaks as CommonMark sees them: `\n`, `\r\n` and a lone `\r`.
+        let bytes = source.as_bytes();
         let mut starts = vec![0];
-        starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+                starts.push(i + 1);
+            }
+        }
         LineIndex { source, starts }
     }
 
@@ -122,5 +128,14 @@ mod tests {
         assert_eq!(idx.position(x), Position { line: 2, column: 4 });
         assert_eq!(idx.line_text(1), "çé x");
         assert_eq!(idx.position(src.len()), Position { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines() {
+        let src = "a\rbc\r\nd";
+        let idx = LineIndex::new(src);
+        assert_eq!(idx.position(src.find('c').unwrap()), Position { line: 2, column: 2 });
+        assert_eq!(idx.line_text(1), "bc");
+        assert_eq!(idx.position(src.find('d').unwrap()), Position { line: 3, column: 1 });
     }
 }

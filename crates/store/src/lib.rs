@@ -115,6 +115,7 @@ pub fn spec_hash(source: &str) -> String {
 }
 
 pub use records::{Caller, Filter, FilterOp, ListQuery, Page, Record, SortKey, WriteError};
+pub use sqlite::idempotency::Claim as IdempotencyClaim;
 
 /// Record access for one app model: every read and write checked by the
 /// model's permission rules, in SQL.
@@ -133,6 +134,25 @@ impl Database {
 }
 
 impl Records {
+    /// Claims an idempotency key for a request (`hash` identifies the request).
+    pub async fn idempotency_claim(&self, scope: &str, key: &str, hash: &str, now_ms: i64) -> Result<sqlite::idempotency::Claim, StoreError> {
+        match self {
+            Records::Sqlite(r) => r.idempotency_claim(scope, key, hash, now_ms).await,
+        }
+    }
+
+    pub async fn idempotency_finish(&self, scope: &str, key: &str, response: &str) -> Result<(), StoreError> {
+        match self {
+            Records::Sqlite(r) => r.idempotency_finish(scope, key, response).await,
+        }
+    }
+
+    pub async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        match self {
+            Records::Sqlite(r) => r.idempotency_abandon(scope, key).await,
+        }
+    }
+
     /// One row, if it exists and the caller may read it.
     pub async fn get(&self, entity: charter_model::EntityId, caller: &Caller, id: &str) -> Result<Option<Record>, StoreError> {
         match self {
@@ -155,8 +175,20 @@ impl Records {
         caller: &Caller,
         values: Vec<(charter_model::FieldId, charter_schema::DbValue)>,
     ) -> Result<Record, WriteError> {
+        self.create_with_rule(entity, caller, values, None).await
+    }
+
+    /// Like `create`, with `rule` (when given) in place of the entity's
+    /// create rule.
+    pub async fn create_with_rule(
+        &self,
+        entity: charter_model::EntityId,
+        caller: &Caller,
+        values: Vec<(charter_model::FieldId, charter_schema::DbValue)>,
+        rule: Option<charter_model::Expr>,
+    ) -> Result<Record, WriteError> {
         match self {
-            Records::Sqlite(r) => r.create(entity, caller, values).await,
+            Records::Sqlite(r) => r.create(entity, caller, values, rule).await,
         }
     }
 
@@ -170,8 +202,23 @@ impl Records {
         values: Vec<(charter_model::FieldId, charter_schema::DbValue)>,
         if_version: Option<i64>,
     ) -> Result<Record, WriteError> {
+        self.update_with_rule(entity, caller, id, values, if_version, None).await
+    }
+
+    /// Like `update`, with `rule` (when given) in place of the entity's
+    /// update rule, before and after the change: `User.role` is governed by
+    /// its own `update role` line.
+    pub async fn update_with_rule(
+        &self,
+        entity: charter_model::EntityId,
+        caller: &Caller,
+        id: &str,
+        values: Vec<(charter_model::FieldId, charter_schema::DbValue)>,
+        if_version: Option<i64>,
+        rule: Option<charter_model::Expr>,
+    ) -> Result<Record, WriteError> {
         match self {
-            Records::Sqlite(r) => r.update(entity, caller, id, values, if_version).await,
+            Records::Sqlite(r) => r.update(entity, caller, id, values, if_version, rule).await,
         }
     }
 

@@ -2,6 +2,7 @@
 //! to RFC 9457 problem+json. No business rules live here: handlers parse,
 //! call a use case in `charter-app`, and render.
 
+pub mod api;
 mod caller;
 mod json;
 mod middleware;
@@ -27,7 +28,10 @@ pub type SharedApp = Arc<App>;
 
 /// Every route of the app, with its middleware.
 pub fn router(app: SharedApp) -> Router {
-    let api = Router::new().fallback(|| async { Problem::not_found() });
+    let api = Router::new()
+        .merge(api::records::routes(&app))
+        .merge(api::openapi::routes(&app))
+        .fallback(|| async { Problem::not_found() });
     let router = Router::new()
         .merge(ops::routes())
         .nest("/api", api)

@@ -58,6 +58,11 @@ impl From<AppError> for Problem {
             AppError::Forbidden { kind, detail } => Problem::new(StatusCode::FORBIDDEN, kind.unwrap_or("forbidden"), detail),
             AppError::NotFound => Problem::not_found(),
             AppError::Conflict(d) => Problem::new(StatusCode::CONFLICT, "conflict", d),
+            AppError::Unique { field } => {
+                let mut p = Problem::new(StatusCode::CONFLICT, "unique", format!("Another record already has this `{field}`."));
+                p.errors = vec![FieldError::new(&field, "unique", format!("`{field}` must be unique; this value is taken."))];
+                p
+            }
             AppError::PreconditionFailed { current_version } => Problem::new(
                 StatusCode::PRECONDITION_FAILED,
                 "stale",

@@ -2,6 +2,7 @@
 //! `synchronous=NORMAL` (or FULL), set on every connection.
 
 mod ddl;
+pub mod idempotency;
 mod migrate;
 pub mod records;
 
@@ -30,6 +31,7 @@ impl SqliteDb {
         let db = SqliteDb { path: path.to_path_buf(), synchronous_full };
         let conn = db.connect()?;
         migrate::ensure_history(&conn)?;
+        idempotency::ensure_table(&conn)?;
         restrict_permissions(path);
         Ok(db)
     }

@@ -7,7 +7,7 @@
 use super::SqliteDb;
 use crate::records::*;
 use crate::StoreError;
-use charter_model::{Action, AppModel, Builtin, EntityId, FieldId, FieldType};
+use charter_model::{Action, AppModel, Builtin, EntityId, Expr, FieldId, FieldType};
 use charter_schema::{ColumnType, DbValue};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params_from_iter, Connection, ErrorCode, OptionalExtension};
@@ -56,7 +56,7 @@ impl SqliteRecords {
     }
 
     /// Runs `f` in the writer's transaction; its result comes back after commit.
-    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&Connection, &AppModel) -> Result<T, WriteError> + Send + 'static) -> Result<T, WriteError> {
+    pub(crate) async fn write<T: Send + 'static>(&self, f: impl FnOnce(&Connection, &AppModel) -> Result<T, WriteError> + Send + 'static) -> Result<T, WriteError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let model = self.model.clone();
         let job: Job = Box::new(move |conn| {
@@ -142,14 +142,17 @@ impl SqliteRecords {
         })
     }
 
-    pub async fn create(&self, entity: EntityId, caller: &Caller, values: Vec<(FieldId, DbValue)>) -> Result<Record, WriteError> {
+    /// `rule` replaces the entity's create rule when given (a `User` create
+    /// that sets `role` must also pass `update role`).
+    pub async fn create(&self, entity: EntityId, caller: &Caller, values: Vec<(FieldId, DbValue)>, rule: Option<Expr>) -> Result<Record, WriteError> {
         let caller = caller.clone();
         let id = new_id();
         self.write(move |conn, model| {
             let e = model.entity(entity);
             check_references(conn, model, entity, &caller, &values)?;
             let mut sql = Sql::new(Dialect::Sqlite);
-            let pred = predicate(&mut sql, model, entity, e.permissions.get(Action::Create), &RowSource::Values(&values), &caller);
+            let rule = rule.as_ref().or(e.permissions.get(Action::Create));
+            let pred = predicate(&mut sql, model, entity, rule, &RowSource::Values(&values), &caller);
             let allowed: bool = conn.prepare_cached(&format!("SELECT {pred}"))?.query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| r.get(0)).map_err(StoreError::from)?;
             if !allowed {
                 return Err(WriteError::Forbidden);
@@ -174,12 +177,13 @@ impl SqliteRecords {
         .await
     }
 
-    pub async fn update(&self, entity: EntityId, caller: &Caller, id: &str, values: Vec<(FieldId, DbValue)>, if_version: Option<i64>) -> Result<Record, WriteError> {
+    pub async fn update(&self, entity: EntityId, caller: &Caller, id: &str, values: Vec<(FieldId, DbValue)>, if_version: Option<i64>, rule: Option<Expr>) -> Result<Record, WriteError> {
         let caller = caller.clone();
         let id = id.to_string();
         self.write(move |conn, model| {
             let e = model.entity(entity);
-            let version = access(conn, model, entity, &caller, &id, Action::Update)?;
+            let rule = rule.as_ref().or(e.permissions.get(Action::Update));
+            let version = access(conn, model, entity, &caller, &id, rule)?;
             if let Some(v) = if_version {
                 if v != version {
                     return Err(WriteError::Stale { current_version: version });
@@ -202,7 +206,7 @@ impl SqliteRecords {
             // The rule must hold after the change too; otherwise the
             // savepoint is rolled back with the error.
             let mut sql = Sql::new(Dialect::Sqlite);
-            let pred = predicate(&mut sql, model, entity, e.permissions.get(Action::Update), &RowSource::Alias("t"), &caller);
+            let pred = predicate(&mut sql, model, entity, rule, &RowSource::Alias("t"), &caller);
             let select = select_list(&mut sql, model, entity, &caller);
             let p = sql.param(DbValue::Text(id.clone()), ColumnType::Text);
             sql.push(&format!("SELECT {pred}, {select} FROM {} t WHERE t.\"id\" = {p}", ident(&e.plural)));
@@ -223,7 +227,7 @@ impl SqliteRecords {
         let id = id.to_string();
         self.write(move |conn, model| {
             let e = model.entity(entity);
-            let version = access(conn, model, entity, &caller, &id, Action::Delete)?;
+            let version = access(conn, model, entity, &caller, &id, e.permissions.get(Action::Delete))?;
             if let Some(v) = if_version {
                 if v != version {
                     return Err(WriteError::Stale { current_version: version });
@@ -242,12 +246,12 @@ impl SqliteRecords {
     }
 }
 
-/// The row's version if the caller may read it and do `action` on it.
-fn access(conn: &Connection, model: &AppModel, entity: EntityId, caller: &Caller, id: &str, action: Action) -> Result<i64, WriteError> {
+/// The row's version if the caller may read it and `rule` holds for it.
+fn access(conn: &Connection, model: &AppModel, entity: EntityId, caller: &Caller, id: &str, rule: Option<&Expr>) -> Result<i64, WriteError> {
     let e = model.entity(entity);
     let mut sql = Sql::new(Dialect::Sqlite);
     let read = predicate(&mut sql, model, entity, e.permissions.get(Action::Read), &RowSource::Alias("t"), caller);
-    let act = predicate(&mut sql, model, entity, e.permissions.get(action), &RowSource::Alias("t"), caller);
+    let act = predicate(&mut sql, model, entity, rule, &RowSource::Alias("t"), caller);
     let p = sql.param(DbValue::Text(id.to_string()), ColumnType::Text);
     sql.push(&format!("SELECT t.\"version\", {read}, {act} FROM {} t WHERE t.\"id\" = {p}", ident(&e.plural)));
     let row: Option<(i64, Option<bool>, Option<bool>)> = conn

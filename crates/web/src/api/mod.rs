@@ -1,0 +1,4 @@
+//! `/api`: the JSON API. One module per area.
+
+pub mod openapi;
+pub mod records;
