@@ -51,6 +51,14 @@ pub struct AppConfig {
     pub metrics_token: Option<Secret>,
     /// Whether cookies get `Secure` (HTTPS in front or TLS served directly).
     pub secure_cookies: bool,
+    /// `CHARTER_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `CHARTER_SMTP_URL` (may hold credentials). `None`: mail goes to the dev outbox.
+    pub smtp_url: Option<Secret>,
+    /// `CHARTER_MAIL_FROM`; default `noreply@<public host>`.
+    pub mail_from: Option<String>,
+    /// Mail template overrides (`mail/<name>` beside the spec): name and source.
+    pub mail_templates: Vec<(String, String)>,
 }
 
 impl AppConfig {
@@ -62,6 +70,10 @@ impl AppConfig {
             public_url: public_url.into(),
             metrics_token: None,
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
+            smtp_url: None,
+            mail_from: None,
+            mail_templates: Vec::new(),
         }
     }
 }

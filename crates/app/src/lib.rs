@@ -3,9 +3,12 @@
 //! (the store applies the rules in SQL), auth, sessions and mail. Knows
 //! nothing about HTTP.
 
+pub mod auth;
 mod clock;
 mod config;
 mod error;
+pub mod mail;
+pub mod metrics;
 pub mod openapi;
 pub mod records;
 
@@ -24,6 +27,12 @@ pub struct App {
     pub db: Database,
     pub records: Records,
     pub clock: Arc<dyn Clock>,
+    /// Sessions, credentials, one-time tokens, the audit log and the outbox.
+    pub auth: charter_store::auth::AuthStore,
+    pub mailer: mail::Mailer,
+    pub metrics: metrics::Metrics,
+    pub(crate) hasher: auth::password::Hasher,
+    pub(crate) limiter: auth::limits::Limiter,
     /// Compiled field rules (patterns) for validating record bodies.
     pub(crate) rules: records::Rules,
 }
@@ -33,7 +42,23 @@ impl App {
     pub fn new(model: Arc<AppModel>, config: AppConfig, db: Database, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         let records = db.records(model.clone()).map_err(|e| AppError::Internal(e.to_string()))?;
         let rules = records::Rules::new(&model);
-        Ok(App { model, config, db, records, clock, rules })
+        let auth = records.auth();
+        let mailer = mail::Mailer::new(&config)?;
+        let attempts = model.settings.login_attempts;
+        let limiter = auth::limits::Limiter::new(attempts.count, attempts.window_secs);
+        Ok(App {
+            model,
+            config,
+            db,
+            records,
+            clock,
+            rules,
+            auth,
+            mailer,
+            metrics: metrics::Metrics::new(),
+            hasher: auth::password::Hasher::new(),
+            limiter,
+        })
     }
 
     /// Whether the database answers (for `/readyz`).
@@ -55,10 +80,6 @@ impl App {
     /// Who is asking. No credentials: an anonymous caller. Credentials that
     /// do not name a live session: 401 (never silently anonymous).
     pub async fn authenticate(&self, credentials: &Credentials) -> Result<charter_store::Caller, AppError> {
-        match credentials.bearer.as_ref().or(credentials.cookie.as_ref()) {
-            None => Ok(charter_store::Caller::anonymous()),
-            // Sessions are not issued yet, so no token can be valid.
-            Some(_) => Err(AppError::Unauthorized),
-        }
+        Ok(self.session(credentials).await?.map_or_else(charter_store::Caller::anonymous, |s| s.caller))
     }
 }

@@ -7,6 +7,7 @@
 //! integer bounds from the model, whose character sets are checked again
 //! where they are written.
 
+pub mod auth;
 mod convert;
 mod error;
 mod migrate;
@@ -134,6 +135,14 @@ impl Database {
 }
 
 impl Records {
+    /// Auth storage (sessions, credentials, tokens, audit, outbox) on the
+    /// same database and writer.
+    pub fn auth(&self) -> auth::AuthStore {
+        match self {
+            Records::Sqlite(r) => auth::AuthStore::Sqlite(r.auth()),
+        }
+    }
+
     /// Claims an idempotency key for a request (`hash` identifies the request).
     pub async fn idempotency_claim(&self, scope: &str, key: &str, hash: &str, now_ms: i64) -> Result<sqlite::idempotency::Claim, StoreError> {
         match self {

@@ -53,3 +53,78 @@ impl TestApp {
         format!("{}{path}", self.url)
     }
 }
+
+/// A mail the app sent (read from its outbox).
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Mail {
+    /// The token in the mail's link (`...?token=<token>`).
+    pub fn token(&self) -> String {
+        let start = self.text.find("token=").map(|i| i + "token=".len()).unwrap_or_else(|| panic!("no token= in the mail: {}", self.text));
+        self.text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+    }
+}
+
+impl TestApp {
+    /// Every mail sent so far, newest first.
+    pub async fn outbox(&self) -> Vec<Mail> {
+        self.app
+            .outbox(1000)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .map(|m| Mail { to: m.to, subject: m.subject, text: m.text, html: m.html })
+            .collect()
+    }
+
+    /// The newest mail to `to` whose subject contains `subject`, waiting
+    /// (polling, up to 5 s) for mail sent in the background.
+    pub async fn mail_to(&self, to: &str, subject: &str) -> Mail {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if let Some(m) = self.outbox().await.into_iter().find(|m| m.to == to && m.subject.contains(subject)) {
+                return m;
+            }
+            assert!(std::time::Instant::now() < deadline, "no mail to {to} about {subject:?} arrived");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Another `App` over this test's database file, as after a restart.
+    pub async fn reopen(&self) -> Arc<App> {
+        let db = SqliteDb::open(&self._dir.path().join("app.db"), false).expect("open database");
+        Arc::new(App::new(self.app.model.clone(), self.app.config.clone(), Database::Sqlite(db), self.clock.clone()).expect("app"))
+    }
+
+    /// POSTs `body` as JSON to `path`.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client.post(self.at(path)).json(&body).send().await.expect("request")
+    }
+
+    /// Signs up, follows the verification mail if the app sends one, and
+    /// logs in: the bearer token of the new session.
+    pub async fn signup_and_login(&self, email: &str, password: &str) -> String {
+        let r = self.post("/api/auth/signup", serde_json::json!({"email": email, "password": password})).await;
+        assert_eq!(r.status(), 201, "signup: {}", r.text().await.unwrap_or_default());
+        if self.app.model.settings.email_verification != charter_model::EmailVerification::Off {
+            let token = self.mail_to(email, "Confirm").await.token();
+            let r = self.post("/api/auth/verify", serde_json::json!({"token": token})).await;
+            assert_eq!(r.status(), 200, "verify: {}", r.text().await.unwrap_or_default());
+        }
+        self.login(email, password).await
+    }
+
+    /// Logs in with a bearer session; its token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self.post("/api/auth/login", serde_json::json!({"email": email, "password": password})).await;
+        assert_eq!(r.status(), 200, "login: {}", r.text().await.unwrap_or_default());
+        let body: serde_json::Value = r.json().await.expect("json");
+        body["token"].as_str().expect("token").to_string()
+    }
+}

@@ -3,13 +3,14 @@
 //! call a use case in `charter-app`, and render.
 
 pub mod api;
+mod auth;
 mod caller;
 mod json;
 mod middleware;
 mod ops;
 mod problem;
 
-pub use caller::{credentials, Auth};
+pub use caller::{client_info, credentials, Auth, SignedIn};
 pub use json::JsonBody;
 pub use middleware::{LogUser, RequestId};
 pub use problem::Problem;
@@ -29,6 +30,7 @@ pub type SharedApp = Arc<App>;
 /// Every route of the app, with its middleware.
 pub fn router(app: SharedApp) -> Router {
     let api = Router::new()
+        .merge(auth::routes())
         .merge(api::records::routes(&app))
         .merge(api::openapi::routes(&app))
         .fallback(|| async { Problem::not_found() });
@@ -43,8 +45,26 @@ pub fn router(app: SharedApp) -> Router {
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(app: SharedApp, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let router = router(app);
+    let router = router(app.clone());
+    background(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
+}
+
+/// Work that runs beside the server: warming the dummy password hash (so
+/// the first unknown-email login costs what the rest do) and purging
+/// expired sessions and tokens every hour.
+fn background(app: SharedApp) {
+    let warm = app.clone();
+    tokio::spawn(async move { warm.hasher_warm_up().await });
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(e) = app.purge_expired().await {
+                tracing::warn!(error = %e, "purging expired sessions failed");
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -27,6 +27,17 @@ pub struct RequestId(pub String);
 #[derive(Clone, Debug)]
 pub struct LogUser(pub String);
 
+/// Filled by the auth extractors with the session's user id, so the log
+/// line names the user of every signed-in request.
+#[derive(Clone, Debug, Default)]
+pub struct UserSlot(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl UserSlot {
+    pub fn set(&self, user_id: &str) {
+        let _ = self.0.set(user_id.to_string());
+    }
+}
+
 /// Wraps the router in the middleware, innermost first.
 pub fn wrap(router: Router, app: SharedApp) -> Router {
     router
@@ -67,10 +78,12 @@ fn is_json(req: &Request) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn around(State(_app): State<SharedApp>, mut req: Request, next: Next) -> Response {
+async fn around(State(app): State<SharedApp>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| valid_request_id(v)).map_or_else(new_request_id, str::to_string);
     req.extensions_mut().insert(RequestId(id.clone()));
+    let slot = UserSlot::default();
+    req.extensions_mut().insert(slot.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
@@ -107,10 +120,13 @@ async fn around(State(_app): State<SharedApp>, mut req: Request, next: Next) -> 
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::VARY, HeaderValue::from_static("Cookie, Authorization"));
     }
-    let user = res.extensions().get::<LogUser>().map(|u| u.0.clone());
+    let user = res.extensions().get::<LogUser>().map(|u| u.0.clone()).or_else(|| slot.0.get().cloned());
     let status = res.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    app.metrics.observe_request(method.as_str(), route.as_deref().unwrap_or("<unmatched>"), status, latency_ms / 1000.0);
     let route = route.unwrap_or_else(|| if status == 404 { "<unmatched>".into() } else { path.clone() });
+    // Sign-ins, refusals and throttling are what an investigation looks for.
+    let security = matches!(status, 401 | 403 | 429) || route.starts_with("/api/auth/");
     tracing::info!(
         target: "charter::http",
         request_id = %id,
@@ -119,6 +135,7 @@ async fn around(State(_app): State<SharedApp>, mut req: Request, next: Next) -> 
         status,
         latency_ms = format!("{latency_ms:.2}"),
         user = user.as_deref().unwrap_or("-"),
+        security,
         "request"
     );
     res

@@ -1,6 +1,7 @@
 //! SQLite: WAL mode, foreign keys on, a busy timeout, and
 //! `synchronous=NORMAL` (or FULL), set on every connection.
 
+pub mod auth;
 mod ddl;
 pub mod idempotency;
 mod migrate;
@@ -31,6 +32,7 @@ impl SqliteDb {
         let db = SqliteDb { path: path.to_path_buf(), synchronous_full };
         let conn = db.connect()?;
         migrate::ensure_history(&conn)?;
+        auth::ensure_tables(&conn)?;
         idempotency::ensure_table(&conn)?;
         restrict_permissions(path);
         Ok(db)

@@ -20,8 +20,8 @@ use std::sync::Arc;
 /// Most requests one write transaction commits together.
 const GROUP_COMMIT: usize = 64;
 
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 
 thread_local! {
     static READERS: RefCell<HashMap<PathBuf, Connection>> = RefCell::new(HashMap::new());
@@ -42,6 +42,12 @@ impl SqliteRecords {
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteRecords { db, model, writer: tx })
+    }
+
+    /// Auth storage sharing this writer thread, so auth writes are
+    /// group-committed with record writes instead of contending for the lock.
+    pub(crate) fn auth(&self) -> super::auth::SqliteAuth {
+        super::auth::SqliteAuth::new(self.db.clone(), self.model.clone(), self.writer.clone())
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -316,7 +322,7 @@ fn row_to_record(model: &AppModel, entity: EntityId, r: &rusqlite::Row) -> Recor
     row_to_record_at(model, entity, r, 0)
 }
 
-fn row_to_record_at(model: &AppModel, entity: EntityId, r: &rusqlite::Row, offset: usize) -> Record {
+pub(crate) fn row_to_record_at(model: &AppModel, entity: EntityId, r: &rusqlite::Row, offset: usize) -> Record {
     use serde_json::Value as J;
     let e = model.entity(entity);
     let mut out = Record::new();
