@@ -96,8 +96,14 @@ impl Mailer {
                     .map_err(|_| config_error("CHARTER_SMTP_URL is not a valid smtp:// or smtps:// URL".into()))?
                     .timeout(Some(Duration::from_secs(20)))
                     .build();
-                let from = config.mail_from.clone().unwrap_or_else(|| default_from(&config.public_url));
-                let from: Mailbox = from.parse().map_err(|_| config_error(format!("the sender address `{from}` is not valid")))?;
+                let from: Mailbox = match &config.mail_from {
+                    Some(f) => f.parse().map_err(|_| config_error(format!("CHARTER_MAIL_FROM `{f}` is not a valid address")))?,
+                    // A public URL on a bare address (127.0.0.1) makes no valid sender: fall back.
+                    None => default_from(&config.public_url)
+                        .parse()
+                        .or_else(|_| "noreply@localhost".parse())
+                        .map_err(|_| config_error("no sender address".into()))?,
+                };
                 Some(Smtp { transport, from })
             }
         };
@@ -197,6 +203,15 @@ mod tests {
         c.mail_templates = vec![("welcome.txt".into(), "x".into())];
         assert!(Mailer::new(&c).is_err());
         c.mail_templates = vec![("verify.txt".into(), "{% if %}".into())];
+        assert!(Mailer::new(&c).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_smtp_url_on_a_bare_address_starts() {
+        let mut c = AppConfig::dev("http://127.0.0.1:8080");
+        c.smtp_url = Some(crate::Secret::new(b"smtp://127.0.0.1:2525".to_vec()));
+        assert!(!Mailer::new(&c).unwrap().uses_outbox());
+        c.smtp_url = Some(crate::Secret::new(b"nonsense".to_vec()));
         assert!(Mailer::new(&c).is_err());
     }
 

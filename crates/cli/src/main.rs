@@ -73,6 +73,26 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         bind: String,
     },
+    /// Manage users: `charter user create --email E [--role R] [--password-stdin]`.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// End sessions now: `charter sessions revoke --user EMAIL | --all`.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Print the dev outbox (mail sent without SMTP), newest first.
+    Mail {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// How many mails to print.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Rewrite a spec with aligned field tables, keeping all prose.
     Fmt {
         #[arg(default_value = "app.md")]
@@ -80,6 +100,46 @@ enum Command {
         /// Do not write; exit 1 if the file is not formatted.
         #[arg(long)]
         check: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a verified user (the first admin, say). Migrates the database first if that is safe.
+    Create {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+        /// One of the spec's roles (default: the default role).
+        #[arg(long)]
+        role: Option<String>,
+        /// The user's display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from standard input (one trailing newline is dropped). Without it the user has no password until a reset.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Revoke the sessions of one user, or of everyone.
+    Revoke {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The email of the user whose sessions end.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        user: Option<String>,
+        /// End every session of every user.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -100,6 +160,20 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { spec, format } => commands::check::run(&spec, format),
         Command::New { name } => commands::new::run(&name),
+        Command::User { command: UserCommand::Create { spec, data, email, role, name, password_stdin } } => {
+            commands::admin::user_create(commands::admin::UserCreate {
+                spec: &spec,
+                data: &data,
+                email: &email,
+                role: role.as_deref(),
+                name: name.as_deref(),
+                password_stdin,
+            })
+        }
+        Command::Sessions { command: SessionsCommand::Revoke { spec, data, user, all } } => {
+            commands::admin::sessions_revoke(&spec, &data, user.as_deref(), all)
+        }
+        Command::Mail { spec, data, limit } => commands::admin::mail(&spec, &data, limit),
         Command::Fmt { spec, check } => commands::fmt::run(&spec, check),
         Command::Serve { spec, data, port, bind } => commands::serve::run(commands::serve::Args { spec: &spec, data: &data, port, bind: &bind }),
         Command::Plan { spec, data, format } => {

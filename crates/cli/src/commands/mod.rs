@@ -1,3 +1,4 @@
+pub mod admin;
 pub mod check;
 pub mod fmt;
 pub mod migrate;

@@ -30,13 +30,58 @@ fn prod_refusals(env: &Env) -> Vec<String> {
     }
     if env.get("CHARTER_TLS_CERT").is_some() || env.get("CHARTER_TLS_KEY").is_some() {
         out.push("CHARTER_TLS_CERT/CHARTER_TLS_KEY: serving TLS directly is not built yet; put a TLS proxy in front and set CHARTER_TRUSTED_PROXIES".to_string());
-    } else if env.get("CHARTER_TRUSTED_PROXIES").is_none() {
+    } else if trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES")).map_or(true, |p| p.is_empty()) {
         out.push("no TLS: set CHARTER_TRUSTED_PROXIES to the address of the TLS proxy in front of charter (e.g. 127.0.0.1/32)".to_string());
     }
     if env.get("CHARTER_SMTP_URL").is_none() {
         out.push("CHARTER_SMTP_URL is not set: verification and password-reset mail need an SMTP server (smtp:// or smtps://)".to_string());
     }
     out
+}
+
+/// `CHARTER_TRUSTED_PROXIES`: CIDRs or bare addresses, separated by commas or spaces.
+pub fn trusted_proxies(value: Option<&str>) -> Result<Vec<ipnet::IpNet>, String> {
+    let mut out = Vec::new();
+    for item in value.unwrap_or("").split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
+        let net = item
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| format!("CHARTER_TRUSTED_PROXIES: `{item}` is not an address or CIDR (e.g. 127.0.0.1/32, 10.0.0.0/8)"))?;
+        out.push(net);
+    }
+    Ok(out)
+}
+
+/// Mail template overrides: the files of `mail/` beside the spec.
+fn mail_templates(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let folder = dir.join("mail");
+    let Ok(entries) = std::fs::read_dir(&folder) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !entry.path().is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+        out.push((name, text));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The app's configuration from the environment (and `mail/` beside the spec).
+pub fn app_config(env: &Env, profile: Profile, secret: Secret, public_url: String, dir: &Path) -> Result<AppConfig, String> {
+    Ok(AppConfig {
+        profile,
+        secret,
+        secure_cookies: public_url.starts_with("https://"),
+        public_url,
+        metrics_token: env.get("CHARTER_METRICS_TOKEN").map(|t| Secret::new(t.as_bytes().to_vec())),
+        trusted_proxies: trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES"))?,
+        smtp_url: env.get("CHARTER_SMTP_URL").map(|u| Secret::new(u.as_bytes().to_vec())),
+        mail_from: env.get("CHARTER_MAIL_FROM").map(str::to_string),
+        mail_templates: mail_templates(dir)?,
+    })
 }
 
 fn init_logging(profile: Profile, filter: Option<&str>) {
@@ -99,12 +144,12 @@ pub fn run(args: Args) -> u8 {
         (None, _) => Secret::new(b"dev-secret-not-for-production-use-0123".to_vec()),
     };
     let public_url = env.get("CHARTER_PUBLIC_URL").map_or_else(|| format!("http://{addr}"), str::to_string);
-    let app_config = AppConfig {
-        profile,
-        secret,
-        secure_cookies: public_url.starts_with("https://"),
-        public_url: public_url.clone(),
-        metrics_token: env.get("CHARTER_METRICS_TOKEN").map(|t| Secret::new(t.as_bytes().to_vec())),
+    let app_config = match app_config(&env, profile, secret, public_url.clone(), &spec_dir(args.spec)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
