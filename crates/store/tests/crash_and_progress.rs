@@ -1,20 +1,23 @@
 //! Long migrations: a migration killed halfway (the process, with SIGKILL,
-//! in the middle of copying a table) leaves the database at the old version,
-//! and a long table rebuild reports its progress as it goes.
+//! inside its transaction, on SQLite in the middle of copying the table)
+//! leaves the database at the old version, and a long table rewrite reports
+//! its progress. On SQLite and on PostgreSQL.
 //!
 //! The process that gets killed is this test binary itself, run again on
 //! the single test `child_process_entry` with `CHILD_ENV` set; without that
 //! variable the entry does nothing.
 
+mod common;
+
 use charter_model::AppModel;
-use charter_store::{sqlite::SqliteDb, DatabaseUrl, MigrateOptions, Progress, StoreConfig};
-use std::collections::BTreeMap;
+use charter_store::{Database, DatabaseUrl, MigrateOptions, Progress, StoreConfig};
+use common::{Backend, TestDb};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Set to a database URL in the child process: migrate it to `NEW` and
+/// Set to a database URL in the child process: migrate it to `new_spec()` and
 /// report progress on stdout, pausing inside the transaction.
 const CHILD_ENV: &str = "CHARTER_TEST_CRASH_CHILD";
 /// Rows after which the child's migration stops to wait for its death.
@@ -40,31 +43,83 @@ fn opts() -> MigrateOptions {
     MigrateOptions { spec_hash: "test".into(), ..Default::default() }
 }
 
-fn seed(db: &SqliteDb, n: usize) {
-    let mut conn = db.connect().unwrap();
-    let tx = conn.transaction().unwrap();
-    {
-        let mut stmt = tx
-            .prepare("INSERT INTO items (id, created_at, updated_at, version, title, n, note) VALUES (?1, ?2, ?2, 1, ?3, ?4, ?5)")
-            .unwrap();
-        for i in 0..n {
-            let note = (i % 7 == 0).then(|| format!("note {i} ✓"));
-            stmt.execute(rusqlite::params![format!("i{i:06}"), "2025-01-01T00:00:00.000Z", format!("Item {i}"), i as i64 * 3 - 7, note])
-                .unwrap();
-        }
-    }
-    tx.commit().unwrap();
+/// `n` rows in one statement (one round trip, whatever the backend).
+fn seed(db: &TestDb, n: usize) {
+    let columns = "id, created_at, updated_at, version, title, n, note";
+    let sql = match db.backend {
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i < {last})
+             INSERT INTO items ({columns})
+             SELECT printf('i%06d', i), '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z', 1, 'Item ' || i, i * 3 - 7,
+                    CASE WHEN i % 7 = 0 THEN 'note ' || i || ' ✓' END
+             FROM g",
+            last = n - 1
+        ),
+        Backend::Postgres => format!(
+            "INSERT INTO items ({columns})
+             SELECT 'i' || lpad(i::text, 6, '0'), '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z', 1, 'Item ' || i, i * 3 - 7,
+                    CASE WHEN i % 7 = 0 THEN 'note ' || i || ' ✓' END
+             FROM generate_series(0, {last}) i",
+            last = n - 1
+        ),
+    };
+    assert_eq!(db.execute(&sql), Ok(n as u64));
 }
 
-/// Every row of `items`, by id, values as text.
-fn dump(db: &SqliteDb) -> BTreeMap<String, Vec<Option<String>>> {
-    let conn = db.connect().unwrap();
-    let mut stmt =
-        conn.prepare("SELECT id, created_at, updated_at, CAST(version AS TEXT), title, CAST(n AS TEXT), note FROM items").unwrap();
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, (1..7).map(|i| r.get::<_, Option<String>>(i)).collect::<Result<Vec<_>, _>>()?)))
-        .unwrap();
-    rows.collect::<Result<_, _>>().unwrap()
+/// The URL the child opens: the test's own database.
+fn url_of(db: &TestDb) -> String {
+    match db.database() {
+        Database::Sqlite(s) => format!("sqlite://{}", s.path().display()),
+        Database::Postgres(_) => {
+            let name = db.query("SELECT current_database() AS name")[0]["name"].clone().unwrap();
+            let admin = common::postgres_admin_url();
+            let (base, query) = admin.split_once('?').map_or((admin.as_str(), None), |(b, q)| (b, Some(q)));
+            let host_end = base.find("://").map_or(0, |i| i + 3);
+            let path = base[host_end..].find('/').map_or(base.len(), |i| host_end + i);
+            format!("{}/{name}{}", &base[..path], query.map_or(String::new(), |q| format!("?{q}")))
+        }
+    }
+}
+
+/// Every table, bookkeeping included.
+fn tables(db: &TestDb) -> Vec<String> {
+    let sql = match db.backend {
+        Backend::Sqlite => "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name",
+        Backend::Postgres => "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
+    };
+    db.query(sql).into_iter().map(|r| r["name"].clone().unwrap()).collect()
+}
+
+/// Whether some session holds a write transaction open on the database:
+/// the child, paused inside its migration.
+fn transaction_open(db: &TestDb) -> bool {
+    match db.database() {
+        Database::Sqlite(s) => {
+            let conn = rusqlite::Connection::open(s.path()).unwrap();
+            conn.busy_timeout(Duration::ZERO).unwrap();
+            match conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK") {
+                Ok(()) => false,
+                Err(e) => {
+                    assert_eq!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy), "{e}");
+                    true
+                }
+            }
+        }
+        Database::Postgres(_) => {
+            let sql =
+                "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'";
+            db.query(sql)[0]["n"].as_deref() != Some("0")
+        }
+    }
+}
+
+/// Polls `f` until it holds, for at most `secs` seconds.
+fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The child: migrates the database named by `CHILD_ENV` with the pause
@@ -90,13 +145,14 @@ fn child_process_entry() {
     });
 }
 
-/// Runs the child on `url` and kills it (SIGKILL) once it reports having
-/// copied `PAUSE_AFTER` rows, i.e. while its migration transaction is open
-/// with part of the table copied.
-fn run_child_and_kill_it_mid_migration(url: &str) {
+/// Runs the child on `db` and kills it (SIGKILL) once it reports having
+/// rewritten `PAUSE_AFTER` rows, while its migration transaction is open
+/// (on SQLite, with part of the table copied).
+fn run_child_and_kill_it_mid_migration(db: &TestDb) {
+    let url = url_of(db);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["child_process_entry", "--exact", "--nocapture", "--test-threads", "1"])
-        .env(CHILD_ENV, url)
+        .env(CHILD_ENV, &url)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -143,7 +199,11 @@ fn run_child_and_kill_it_mid_migration(url: &str) {
         let _ = child.wait();
         panic!("the child never reported {PAUSE_AFTER} copied rows\nstdout: {seen:#?}\nstderr: {}", stderr.join().unwrap());
     };
-    assert!(done < total, "the child must be killed mid-copy, not after it ({done} of {total})");
+    if db.backend == Backend::Sqlite {
+        // PostgreSQL rewrites the table in one statement and reports once it is done.
+        assert!(done < total, "the child must be killed mid-copy, not after it ({done} of {total})");
+    }
+    eventually(30, "the child holds its migration transaction open", || transaction_open(db));
     child.kill().unwrap(); // SIGKILL: no destructor, no rollback by the process
     let status = child.wait().unwrap();
     #[cfg(unix)]
@@ -156,53 +216,53 @@ fn run_child_and_kill_it_mid_migration(url: &str) {
     assert!(leftover.is_empty(), "the migration finished before the kill: {leftover:?}");
 }
 
-#[test]
-fn sqlite_migration_killed_halfway_leaves_the_old_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("app.db");
-    let db = SqliteDb::open(&path, false).unwrap();
+/// One test per backend for each scenario.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $scenario() { super::$scenario(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $scenario() { super::$scenario(super::Backend::Postgres) })*
+        }
+    };
+}
+
+on_both_backends!(migration_killed_halfway_leaves_the_old_version, long_rewrite_reports_progress);
+
+fn migration_killed_halfway_leaves_the_old_version(backend: Backend) {
+    let db = TestDb::fresh(backend);
     let old = model(OLD);
     assert!(db.migrate(&old, opts()).unwrap().applied);
     seed(&db, ROWS);
-    let before = dump(&db);
-    assert_eq!(before.len(), ROWS);
+    let before = db.dump();
+    assert_eq!(before["items"].len(), ROWS);
+    let tables_before = tables(&db);
 
-    run_child_and_kill_it_mid_migration(&format!("sqlite://{}", path.display()));
+    run_child_and_kill_it_mid_migration(&db);
 
-    // Reopened as after a crash: the old schema, every row, a sound file.
-    let db = SqliteDb::open(&path, false).unwrap();
-    assert_eq!(db.schema_differences(&old).unwrap(), Vec::<String>::new(), "the database is at the old version");
-    let conn = db.connect().unwrap();
-    let leftovers: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_schema WHERE name LIKE '\\_charter\\_new%' ESCAPE '\\'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(leftovers.is_empty(), "no half-built table remains: {leftovers:?}");
-    let integrity: Vec<String> =
-        conn.prepare("PRAGMA integrity_check").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
-    assert_eq!(integrity, ["ok"]);
-    let fk_problems: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
-    assert_eq!(fk_problems, 0);
-    assert_eq!(dump(&db), before, "every row as it was");
-    assert_eq!(db.history().unwrap().len(), 1, "no migration was recorded");
+    // The dead session's transaction is gone (PostgreSQL notices the closed
+    // connection and rolls back; SQLite ignores the uncommitted WAL frames).
+    eventually(30, "the killed migration's transaction is over", || !transaction_open(&db));
+    assert_eq!(db.schema_differences(&old), Vec::<String>::new(), "the database is at the old version");
+    assert_eq!(tables(&db), tables_before, "no half-built table remains");
+    if backend == Backend::Sqlite {
+        assert_eq!(db.query("PRAGMA integrity_check"), [[("integrity_check".to_string(), Some("ok".to_string()))].into()]);
+        assert_eq!(db.query("SELECT * FROM pragma_foreign_key_check"), []);
+    }
+    assert_eq!(db.dump(), before, "every row as it was");
+    assert_eq!(db.history().len(), 1, "no migration was recorded");
 
-    // And the migration can simply be run again.
+    // And the migration simply runs again.
     let new = model(&new_spec());
     let r = db.migrate(&new, opts()).unwrap();
     assert!(r.applied, "{r:#?}");
-    assert_eq!(db.schema_differences(&new).unwrap(), Vec::<String>::new());
-    assert_eq!(dump(&db), before, "the same rows, `n` now as text");
-    let ty: String = conn.query_row("SELECT typeof(n) FROM items WHERE id = 'i000001'", [], |r| r.get(0)).unwrap();
-    assert_eq!(ty, "text");
+    assert_eq!(db.schema_differences(&new), Vec::<String>::new());
+    assert_eq!(db.dump(), before, "the same rows, `n` now text with the same digits");
 }
 
-#[test]
-fn sqlite_long_rebuild_reports_progress() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = SqliteDb::open(&dir.path().join("app.db"), false).unwrap();
+fn long_rewrite_reports_progress(backend: Backend) {
+    let db = TestDb::fresh(backend);
     assert!(db.migrate(&model(OLD), opts()).unwrap().applied);
     seed(&db, ROWS);
     let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
@@ -210,15 +270,14 @@ fn sqlite_long_rebuild_reports_progress() {
     let progress: charter_store::ProgressFn = Arc::new(move |p| sink.lock().unwrap().push(p));
     let r = db.migrate(&model(&new_spec()), MigrateOptions { progress: Some(progress), ..opts() }).unwrap();
     assert!(r.applied, "{r:#?}");
-    assert_progress(&seen.lock().unwrap(), "items", ROWS as u64);
-}
-
-/// Reports for one table, `done` rising strictly to `total`, in more than
-/// one step.
-fn assert_progress(seen: &[Progress], table: &str, total: u64) {
-    assert!(seen.len() >= 2, "a long rebuild reports along the way, not only at the end: {seen:?}");
-    assert!(seen.iter().all(|p| p.table == table && p.total == total), "{seen:?}");
+    let seen = seen.lock().unwrap();
+    let total = ROWS as u64;
+    assert!(seen.len() >= 2, "a long rewrite reports along the way, not only at the end: {seen:?}");
+    assert!(seen.iter().all(|p| p.table == "items" && p.total == total), "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0].done < w[1].done), "done only rises: {seen:?}");
-    assert!(seen.iter().any(|p| p.done > 0 && p.done < total), "some report comes mid-way: {seen:?}");
     assert_eq!(seen.last().unwrap().done, total, "the last report is the whole table");
+    if backend == Backend::Sqlite {
+        // The rebuild copies in chunks and reports each.
+        assert!(seen.iter().any(|p| p.done > 0 && p.done < total), "some report comes mid-way: {seen:?}");
+    }
 }

@@ -2,112 +2,17 @@
 //! `allow_destructive` to a database holding random rows, keep the data of
 //! every field that still exists (renames followed, widened values
 //! converted, back-filled NULLs set to the default) and leave the live
-//! schema equal to the model's.
+//! schema equal to the model's. On SQLite and on PostgreSQL.
+
+mod common;
 
 use charter_model::AppModel;
 use charter_schema::DbValue;
-use charter_store::{sqlite::SqliteDb, MigrateOptions, MigrationReport, StoreError};
+use charter_store::MigrateOptions;
+use common::{Backend, Dump, TestDb};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use std::collections::BTreeMap;
-
-// ---------------------------------------------------------------------------
-// Backends (the same shape as in `evolutions.rs`)
-
-type Dump = BTreeMap<String, BTreeMap<String, BTreeMap<String, Option<String>>>>;
-
-trait Backend {
-    fn migrate(&self, model: &AppModel, opts: MigrateOptions) -> Result<MigrationReport, StoreError>;
-    fn schema_differences(&self, model: &AppModel) -> Vec<String>;
-    fn insert(&self, table: &str, values: &[(String, DbValue)]);
-    fn dump(&self) -> Dump;
-    /// How `dump` shows a value stored from `v`.
-    fn render(&self, v: &DbValue) -> Option<String>;
-}
-
-struct Sqlite {
-    dir: tempfile::TempDir,
-    db: SqliteDb,
-}
-
-impl Sqlite {
-    fn fresh() -> Sqlite {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SqliteDb::open(&dir.path().join("app.db"), false).unwrap();
-        Sqlite { dir, db }
-    }
-}
-
-fn sqlite_value(v: &DbValue) -> rusqlite::types::Value {
-    use rusqlite::types::Value;
-    match v {
-        DbValue::Null => Value::Null,
-        DbValue::Integer(n) => Value::Integer(*n),
-        DbValue::Boolean(b) => Value::Integer(i64::from(*b)),
-        DbValue::Text(s) | DbValue::Decimal(s) | DbValue::Date(s) | DbValue::DateTime(s) | DbValue::Json(s) => Value::Text(s.clone()),
-    }
-}
-
-impl Backend for Sqlite {
-    fn migrate(&self, model: &AppModel, mut opts: MigrateOptions) -> Result<MigrationReport, StoreError> {
-        opts.backup_dir = Some(self.dir.path().join("backups"));
-        self.db.migrate(model, opts)
-    }
-
-    fn schema_differences(&self, model: &AppModel) -> Vec<String> {
-        self.db.schema_differences(model).unwrap()
-    }
-
-    fn insert(&self, table: &str, values: &[(String, DbValue)]) {
-        let cols: Vec<String> = values.iter().map(|(c, _)| format!("\"{c}\"")).collect();
-        let marks: Vec<&str> = values.iter().map(|_| "?").collect();
-        let sql = format!("INSERT INTO \"{table}\" ({}) VALUES ({})", cols.join(", "), marks.join(", "));
-        let conn = self.db.connect().unwrap();
-        conn.execute(&sql, rusqlite::params_from_iter(values.iter().map(|(_, v)| sqlite_value(v))))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    fn dump(&self) -> Dump {
-        use rusqlite::types::ValueRef;
-        let conn = self.db.connect().unwrap();
-        let mut tables = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%' AND name NOT LIKE '\\_charter%' ESCAPE '\\'")
-            .unwrap();
-        let names: Vec<String> = tables.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
-        let mut dump = Dump::new();
-        for t in names {
-            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
-            let cols: Vec<String> = stmt.column_names().map(String::from).collect();
-            let mut rows = stmt.query([]).unwrap();
-            let table = dump.entry(t).or_default();
-            while let Some(r) = rows.next().unwrap() {
-                let mut row = BTreeMap::new();
-                for (i, c) in cols.iter().enumerate() {
-                    let v = match r.get_ref(i).unwrap() {
-                        ValueRef::Null => None,
-                        ValueRef::Integer(n) => Some(n.to_string()),
-                        ValueRef::Real(f) => Some(f.to_string()),
-                        ValueRef::Text(s) => Some(String::from_utf8(s.to_vec()).unwrap()),
-                        ValueRef::Blob(b) => Some(format!("blob {b:?}")),
-                    };
-                    row.insert(c.clone(), v);
-                }
-                let id = row["id"].clone().expect("every row has an id");
-                table.insert(id, row);
-            }
-        }
-        dump
-    }
-
-    fn render(&self, v: &DbValue) -> Option<String> {
-        match sqlite_value(v) {
-            rusqlite::types::Value::Null => None,
-            rusqlite::types::Value::Integer(n) => Some(n.to_string()),
-            rusqlite::types::Value::Text(s) => Some(s),
-            other => panic!("not stored by the tests: {other:?}"),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // A small spec model the evolutions act on
@@ -298,7 +203,7 @@ impl Rng {
 // The world: the spec, the expected data, the database
 
 struct World<'a> {
-    db: &'a dyn Backend,
+    db: &'a TestDb,
     entities: Vec<Entity>,
     /// What `db.dump()` must show.
     expected: Dump,
@@ -348,7 +253,7 @@ impl World<'_> {
                 ];
                 values.extend(e.fields.iter().map(|f| (f.name.clone(), self.rng.value(f))));
                 self.db.insert(&table, &values);
-                let row = values.iter().map(|(c, v)| (c.clone(), self.db.render(v))).collect();
+                let row = values.iter().map(|(c, v)| (c.clone(), TestDb::render(v))).collect();
                 self.expected.entry(table.clone()).or_default().insert(id, row);
             }
         }
@@ -446,7 +351,7 @@ impl World<'_> {
             (7, Some(fi)) => {
                 // Make a field required, with a default for the rows without a value.
                 let Some(d) = self.rng.default_for(self.entities[ei].fields[fi].ty) else { return };
-                let shown = self.db.render(&d);
+                let shown = TestDb::render(&d);
                 let f = &mut self.entities[ei].fields[fi];
                 if f.required {
                     return;
@@ -541,7 +446,7 @@ fn diff_dumps(want: &Dump, got: &Dump) -> String {
     out.join("\n")
 }
 
-fn run(db: &dyn Backend, seed: u64, steps: &[Vec<Op>]) {
+fn run(db: &TestDb, seed: u64, steps: &[Vec<Op>]) {
     let mut world = World { db, entities: Vec::new(), expected: Dump::new(), rng: Rng(seed), next_name: 0, next_row: 0 };
     world.expected.insert("users".into(), BTreeMap::new());
     let n = 1 + world.rng.below(3) as usize;
@@ -567,10 +472,16 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> ProptestConfig {
-    // Fixed unless PROPTEST_RNG_SEED says otherwise: the same cases on every CI run.
-    let seed = std::env::var("PROPTEST_RNG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x00c4_a27e);
-    // A failing case is found again from the seed: no regression files.
-    ProptestConfig { cases: 32, rng_seed: RngSeed::Fixed(seed), failure_persistence: None, ..ProptestConfig::default() }
+    // Fixed unless PROPTEST_RNG_SEED says otherwise: the same cases on every
+    // CI run. PROPTEST_CASES explores further.
+    let env = |name: &str| std::env::var(name).ok().and_then(|s| s.parse().ok());
+    ProptestConfig {
+        cases: env("PROPTEST_CASES").map_or(32, |n: u64| n as u32),
+        rng_seed: RngSeed::Fixed(env("PROPTEST_RNG_SEED").unwrap_or(0x00c4_a27e)),
+        // A failing case is found again from the seed: no regression files.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {
@@ -578,6 +489,11 @@ proptest! {
 
     #[test]
     fn sqlite_random_evolutions_keep_the_data(seed in any::<u64>(), steps in prop::collection::vec(prop::collection::vec(op(), 1..4), 1..6)) {
-        run(&Sqlite::fresh(), seed, &steps);
+        run(&TestDb::fresh(Backend::Sqlite), seed, &steps);
+    }
+
+    #[test]
+    fn postgres_random_evolutions_keep_the_data(seed in any::<u64>(), steps in prop::collection::vec(prop::collection::vec(op(), 1..4), 1..6)) {
+        run(&TestDb::fresh(Backend::Postgres), seed, &steps);
     }
 }
