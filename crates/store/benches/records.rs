@@ -63,7 +63,11 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         for p in 0..PROJECTS_PER_USER {
             for (u, c) in callers.iter().enumerate() {
                 let r = records
-                    .create(project_entity, c, vec![(pname, DbValue::Text(format!("Project {u:03}-{p}"))), (powner, DbValue::Text(c.user.clone().unwrap()))])
+                    .create(
+                        project_entity,
+                        c,
+                        vec![(pname, DbValue::Text(format!("Project {u:03}-{p}"))), (powner, DbValue::Text(c.user.clone().unwrap()))],
+                    )
                     .await
                     .unwrap();
                 projects[u].push(r["id"].as_str().unwrap().to_string());
@@ -72,10 +76,10 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
         for t in 0..TASKS_PER_PROJECT {
             let mut pending = Vec::new();
             for (u, c) in callers.iter().enumerate() {
-                for p in 0..PROJECTS_PER_USER {
+                for (p, pid) in projects[u].iter().enumerate() {
                     let values = vec![
                         (title, DbValue::Text(format!("Task {u:03}-{p}-{t}"))),
-                        (project, DbValue::Text(projects[u][p].clone())),
+                        (project, DbValue::Text(pid.clone())),
                         (done, DbValue::Boolean((u + p + t) % 5 < 2)),
                     ];
                     pending.push((u, records.create(task, c, values)));
@@ -125,7 +129,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let u = i % USERS;
-            let values = vec![(f.title, DbValue::Text(format!("New task {i}"))), (f.project, DbValue::Text(f.projects[u][i % PROJECTS_PER_USER].clone()))];
+            let values = vec![
+                (f.title, DbValue::Text(format!("New task {i}"))),
+                (f.project, DbValue::Text(f.projects[u][i % PROJECTS_PER_USER].clone())),
+            ];
             rt.block_on(f.records.create(f.task, &f.callers[u], values)).unwrap()
         })
     });

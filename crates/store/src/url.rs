@@ -21,9 +21,7 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Postgres(s.to_string()));
         }
         let shown: String = s.split("://").next().unwrap_or("").chars().take(20).collect();
-        Err(StoreError::Config(format!(
-            "unsupported database URL scheme `{shown}`; use sqlite://PATH or postgres://USER@HOST/DB"
-        )))
+        Err(StoreError::Config(format!("unsupported database URL scheme `{shown}`; use sqlite://PATH or postgres://USER@HOST/DB")))
     }
 
     /// A form safe to print: no credentials.

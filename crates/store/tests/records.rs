@@ -47,7 +47,14 @@ impl App {
         let p = self.entity("Project");
         let r = self
             .records
-            .create(p, caller, vec![(self.field("Project", "name"), DbValue::Text(name.into())), (self.field("Project", "owner"), DbValue::Text(caller.user.clone().unwrap()))])
+            .create(
+                p,
+                caller,
+                vec![
+                    (self.field("Project", "name"), DbValue::Text(name.into())),
+                    (self.field("Project", "owner"), DbValue::Text(caller.user.clone().unwrap())),
+                ],
+            )
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
         r["id"].as_str().unwrap().to_string()
@@ -55,7 +62,14 @@ impl App {
 
     async fn task(&self, caller: &Caller, project: &str, title: &str) -> Result<Record, WriteError> {
         self.records
-            .create(self.entity("Task"), caller, vec![(self.field("Task", "title"), DbValue::Text(title.into())), (self.field("Task", "project"), DbValue::Text(project.into()))])
+            .create(
+                self.entity("Task"),
+                caller,
+                vec![
+                    (self.field("Task", "title"), DbValue::Text(title.into())),
+                    (self.field("Task", "project"), DbValue::Text(project.into())),
+                ],
+            )
             .await
     }
 }
@@ -87,7 +101,10 @@ async fn rows_are_visible_only_as_the_rules_say() {
     assert!(matches!(app.records.update(task, &bob, tid, vec![(title, DbValue::Text("x".into()))], None).await, Err(WriteError::NotFound)));
     assert!(matches!(app.records.delete(task, &bob, tid, None).await, Err(WriteError::NotFound)));
     // The admin can read it but not change it: 403.
-    assert!(matches!(app.records.update(task, &admin, tid, vec![(title, DbValue::Text("x".into()))], None).await, Err(WriteError::Forbidden)));
+    assert!(matches!(
+        app.records.update(task, &admin, tid, vec![(title, DbValue::Text("x".into()))], None).await,
+        Err(WriteError::Forbidden)
+    ));
 }
 
 #[tokio::test]
@@ -101,13 +118,19 @@ async fn updates_hold_before_and_after_and_respect_versions() {
     let task = app.entity("Task");
     let project = app.field("Task", "project");
     // Moving Ann's task into Bob's project: Bob's project is invisible to Ann.
-    assert!(matches!(app.records.update(task, &ann, tid, vec![(project, DbValue::Text(pb.clone()))], None).await, Err(WriteError::ReferenceNotFound { .. })));
+    assert!(matches!(
+        app.records.update(task, &ann, tid, vec![(project, DbValue::Text(pb.clone()))], None).await,
+        Err(WriteError::ReferenceNotFound { .. })
+    ));
 
     let title = app.field("Task", "title");
     let r = app.records.update(task, &ann, tid, vec![(title, DbValue::Text("v2".into()))], Some(1)).await.unwrap();
     assert_eq!(r["version"], 2);
     assert_eq!(r["title"], "v2");
-    assert!(matches!(app.records.update(task, &ann, tid, vec![(title, DbValue::Text("v3".into()))], Some(1)).await, Err(WriteError::Stale { current_version: 2 })));
+    assert!(matches!(
+        app.records.update(task, &ann, tid, vec![(title, DbValue::Text("v3".into()))], Some(1)).await,
+        Err(WriteError::Stale { current_version: 2 })
+    ));
     assert!(matches!(app.records.delete(task, &ann, tid, Some(1)).await, Err(WriteError::Stale { .. })));
     app.records.delete(task, &ann, tid, Some(2)).await.unwrap();
     assert!(app.records.get(task, &ann, tid).await.unwrap().is_none());
@@ -154,7 +177,9 @@ async fn unique_restrict_and_cascade_are_enforced_by_the_database() {
     let (team, member, note) = (app.entity("Team"), app.entity("Member"), app.entity("Note"));
     let code = app.field("Team", "code");
     let t1 = app.records.create(team, &u, vec![(code, DbValue::Text("x".into()))]).await.unwrap();
-    assert!(matches!(app.records.create(team, &u, vec![(code, DbValue::Text("x".into()))]).await, Err(WriteError::Unique { field }) if field == "code"));
+    assert!(
+        matches!(app.records.create(team, &u, vec![(code, DbValue::Text("x".into()))]).await, Err(WriteError::Unique { field }) if field == "code")
+    );
     let tid = t1["id"].as_str().unwrap().to_string();
     let m = app.records.create(member, &u, vec![(app.field("Member", "team"), DbValue::Text(tid.clone()))]).await.unwrap();
     app.records.create(note, &u, vec![(app.field("Note", "team"), DbValue::Text(tid.clone()))]).await.unwrap();
@@ -174,7 +199,8 @@ async fn keyset_pages_see_every_row_exactly_once_while_rows_are_inserted() {
     }
     let task = app.entity("Task");
     let created = app.field("Task", "created_at");
-    let mut q = ListQuery { filters: vec![], sort: vec![SortKey { field: created, descending: true }], limit: 10, after: None, count: false };
+    let mut q =
+        ListQuery { filters: vec![], sort: vec![SortKey { field: created, descending: true }], limit: 10, after: None, count: false };
     let mut seen = std::collections::HashSet::new();
     let mut pages = 0;
     loop {
@@ -201,7 +227,8 @@ async fn filters_apply_in_the_database() {
     let p = app.project(&ann, "P").await;
     let task = app.entity("Task");
     for (i, title) in ["Alpha", "beta", "Gamma 100%", "d'elta; DROP TABLE tasks;--"].iter().enumerate() {
-        let mut v = vec![(app.field("Task", "title"), DbValue::Text(title.to_string())), (app.field("Task", "project"), DbValue::Text(p.clone()))];
+        let mut v =
+            vec![(app.field("Task", "title"), DbValue::Text(title.to_string())), (app.field("Task", "project"), DbValue::Text(p.clone()))];
         v.push((app.field("Task", "done"), DbValue::Boolean(i % 2 == 0)));
         app.records.create(task, &ann, v).await.unwrap();
     }
@@ -217,7 +244,11 @@ async fn filters_apply_in_the_database() {
     assert_eq!(count(vec![f("title", FilterOp::Contains, DbValue::Text("%".into()))]).await, 1, "% is data");
     assert_eq!(count(vec![f("title", FilterOp::Contains, DbValue::Text("_".into()))]).await, 0, "_ is data");
     assert_eq!(count(vec![f("title", FilterOp::Eq, DbValue::Text("d'elta; DROP TABLE tasks;--".into()))]).await, 1);
-    assert_eq!(count(vec![f("priority", FilterOp::Eq, DbValue::Null), f("done", FilterOp::Ne, DbValue::Boolean(true))]).await, 2, "defaults are applied above the store");
+    assert_eq!(
+        count(vec![f("priority", FilterOp::Eq, DbValue::Null), f("done", FilterOp::Ne, DbValue::Boolean(true))]).await,
+        2,
+        "defaults are applied above the store"
+    );
 }
 
 #[test]

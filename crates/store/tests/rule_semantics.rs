@@ -4,7 +4,7 @@
 //! only true admits a row). Guards the index-friendly rewrites and the
 //! constant folding in `records.rs`.
 
-use charter_model::{AppModel, CompareOp, Expr, Value};
+use charter_model::{CompareOp, Expr, Value};
 use charter_store::sqlite::SqliteDb;
 use charter_store::*;
 use proptest::prelude::*;
@@ -64,7 +64,13 @@ fn team() -> impl Strategy<Value = Team> {
 }
 
 fn doc() -> impl Strategy<Value = Doc> {
-    (prop::option::of(0..3usize), prop::option::of(0..3usize), prop::option::of(0..3i64), prop::option::of(any::<bool>()), prop::option::of(prop_oneof![Just("a"), Just("b")]))
+    (
+        prop::option::of(0..3usize),
+        prop::option::of(0..3usize),
+        prop::option::of(0..3i64),
+        prop::option::of(any::<bool>()),
+        prop::option::of(prop_oneof![Just("a"), Just("b")]),
+    )
         .prop_map(|(team, owner, level, flag, kind)| Doc { team, owner, level, flag, kind })
 }
 
@@ -91,14 +97,14 @@ fn lookup(path: &[&str], d: &Doc, teams: &[Team]) -> V {
 }
 
 /// Three-valued evaluation: `None` is unknown.
-fn eval(e: &Expr, model: &AppModel, d: &Doc, teams: &[Team], caller: &Caller) -> Option<bool> {
+fn eval(e: &Expr, d: &Doc, teams: &[Team], caller: &Caller) -> Option<bool> {
     match e {
         Expr::Anyone => Some(true),
         Expr::SignedIn => Some(caller.user.is_some()),
         Expr::Role { role } => Some(caller.user.is_some() && caller.role == Some(*role)),
-        Expr::Not { expr } => eval(expr, model, d, teams, caller).map(|b| !b),
+        Expr::Not { expr } => eval(expr, d, teams, caller).map(|b| !b),
         Expr::And { items } => {
-            let vals: Vec<Option<bool>> = items.iter().map(|i| eval(i, model, d, teams, caller)).collect();
+            let vals: Vec<Option<bool>> = items.iter().map(|i| eval(i, d, teams, caller)).collect();
             if vals.contains(&Some(false)) {
                 Some(false)
             } else if vals.contains(&None) {
@@ -108,7 +114,7 @@ fn eval(e: &Expr, model: &AppModel, d: &Doc, teams: &[Team], caller: &Caller) ->
             }
         }
         Expr::Or { items } => {
-            let vals: Vec<Option<bool>> = items.iter().map(|i| eval(i, model, d, teams, caller)).collect();
+            let vals: Vec<Option<bool>> = items.iter().map(|i| eval(i, d, teams, caller)).collect();
             if vals.contains(&Some(true)) {
                 Some(true)
             } else if vals.contains(&None) {
@@ -175,11 +181,11 @@ proptest! {
             let q = ListQuery { filters: vec![], sort: vec![], limit: 100, after: None, count: false };
             let page = rt.block_on(records.list(doc_entity.id, caller, &q)).unwrap();
             let got: BTreeSet<String> = page.items.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
-            let want: BTreeSet<String> = docs.iter().enumerate().filter(|(_, d)| eval(&expr, &model, d, &teams, caller) == Some(true)).map(|(i, _)| format!("d{i:02}")).collect();
+            let want: BTreeSet<String> = docs.iter().enumerate().filter(|(_, d)| eval(&expr, d, &teams, caller) == Some(true)).map(|(i, _)| format!("d{i:02}")).collect();
             prop_assert_eq!(&got, &want, "rule `{}` for {:?}", rule, caller);
             for (i, d) in docs.iter().enumerate() {
                 let visible = rt.block_on(records.get(doc_entity.id, caller, &format!("d{i:02}"))).unwrap().is_some();
-                prop_assert_eq!(visible, eval(&expr, &model, d, &teams, caller) == Some(true));
+                prop_assert_eq!(visible, eval(&expr, d, &teams, caller) == Some(true));
             }
         }
     }

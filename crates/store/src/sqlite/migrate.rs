@@ -34,7 +34,8 @@ pub(super) fn ensure_history(conn: &Connection) -> Result<(), StoreError> {
 }
 
 pub(super) fn recorded_schema(conn: &Connection) -> Result<Schema, StoreError> {
-    let json: Option<String> = conn.query_row(&format!("SELECT schema FROM {} ORDER BY id DESC LIMIT 1", ident(HISTORY)), [], |r| r.get(0)).optional()?;
+    let json: Option<String> =
+        conn.query_row(&format!("SELECT schema FROM {} ORDER BY id DESC LIMIT 1", ident(HISTORY)), [], |r| r.get(0)).optional()?;
     match json {
         None => Ok(Schema::default()),
         Some(j) => serde_json::from_str(&j).map_err(|e| StoreError::Drift(format!("the recorded schema cannot be read: {e}"))),
@@ -65,9 +66,15 @@ pub(super) fn live_facts(conn: &Connection) -> Result<Vec<String>, StoreError> {
     for t in names {
         facts.push(format!("table {t}"));
         let mut cols = conn.prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1)")?;
-        for row in cols.query_map([&t], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, i64>(3)?)))? {
+        for row in
+            cols.query_map([&t], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, i64>(3)?)))?
+        {
             let (name, ty, notnull, pk) = row?;
-            facts.push(format!("column {t}.{name} {ty}{}{}", if notnull { " not null" } else { "" }, if pk > 0 { " primary key" } else { "" }));
+            facts.push(format!(
+                "column {t}.{name} {ty}{}{}",
+                if notnull { " not null" } else { "" },
+                if pk > 0 { " primary key" } else { "" }
+            ));
         }
         let mut fks = conn.prepare("SELECT \"from\", \"table\", on_delete FROM pragma_foreign_key_list(?1)")?;
         for row in fks.query_map([&t], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
@@ -116,7 +123,8 @@ pub(super) fn expected_facts(schema: &Schema) -> Vec<String> {
 pub(super) fn drift(conn: &Connection, schema: &Schema) -> Result<Vec<String>, StoreError> {
     let live = live_facts(conn)?;
     let want = expected_facts(schema);
-    let mut out: Vec<String> = live.iter().filter(|f| !want.contains(f)).map(|f| format!("the database has {f}, which no migration made")).collect();
+    let mut out: Vec<String> =
+        live.iter().filter(|f| !want.contains(f)).map(|f| format!("the database has {f}, which no migration made")).collect();
     out.extend(want.iter().filter(|f| !live.contains(f)).map(|f| format!("the database lacks {f}, which a migration made")));
     Ok(out)
 }
@@ -138,7 +146,8 @@ impl SqliteDb {
         }
         let (desired, hints) = schema_of(model);
         let plan = diff(&recorded, &desired, &hints);
-        let mut report = MigrationReport { plan, outcomes: Vec::new(), applied: false, blocked_at: None, backup: None, duration: Default::default() };
+        let mut report =
+            MigrationReport { plan, outcomes: Vec::new(), applied: false, blocked_at: None, backup: None, duration: Default::default() };
         if report.plan.is_empty() {
             report.duration = started.elapsed();
             return Ok(report);
@@ -161,7 +170,8 @@ impl SqliteDb {
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let stamp: String = now_text().chars().filter(|c| c.is_ascii_digit()).collect();
         let path = dir.join(format!("pre-migrate-{stamp}.db"));
-        let mut dst = Connection::open(&path).map_err(|e| StoreError::Unavailable(format!("cannot create backup {}: {e}", path.display())))?;
+        let mut dst =
+            Connection::open(&path).map_err(|e| StoreError::Unavailable(format!("cannot create backup {}: {e}", path.display())))?;
         let backup = rusqlite::backup::Backup::new(conn, &mut dst)?;
         backup.run_to_completion(1024, std::time::Duration::from_millis(0), None)?;
         drop(backup);
@@ -344,7 +354,9 @@ fn rebuild(conn: &Connection, old: &Table, new: &Table, group: &[Step], opts: &M
         let col = ident(&c.name);
         let change = group.iter().find_map(|s| match &s.change {
             Change::AddColumn { column, backfill, .. } if column.name == c.name => Some((None, backfill.clone(), None)),
-            Change::AlterColumn { from, to, backfill, invalid_to, .. } if to.name == c.name => Some((Some(from.clone()), backfill.clone(), invalid_to.clone())),
+            Change::AlterColumn { from, to, backfill, invalid_to, .. } if to.name == c.name => {
+                Some((Some(from.clone()), backfill.clone(), invalid_to.clone()))
+            }
             _ => None,
         });
         let expr = match change {
@@ -381,7 +393,9 @@ fn rebuild(conn: &Connection, old: &Table, new: &Table, group: &[Step], opts: &M
         ident(&old.name)
     );
     let (lo, hi, total): (Option<i64>, Option<i64>, i64) =
-        conn.query_row(&format!("SELECT min(rowid), max(rowid), count(*) FROM {}", ident(&old.name)), [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        conn.query_row(&format!("SELECT min(rowid), max(rowid), count(*) FROM {}", ident(&old.name)), [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     if let (Some(lo), Some(hi)) = (lo, hi) {
         let mut stmt = conn.prepare(&insert)?;
         let mut done: u64 = 0;
@@ -465,7 +479,8 @@ fn run_check(conn: &Connection, step: &Step, check: &DataCheck) -> Result<CheckR
             CheckResult { rows, examples: ex }
         }
         DataCheck::Converts { table, column, from, to } => {
-            let mut stmt = conn.prepare(&format!("SELECT CAST({c} AS TEXT) FROM {} WHERE {c} IS NOT NULL", ident(table), c = ident(column)))?;
+            let mut stmt =
+                conn.prepare(&format!("SELECT CAST({c} AS TEXT) FROM {} WHERE {c} IS NOT NULL", ident(table), c = ident(column)))?;
             let mut rows = 0;
             let mut ex: Vec<String> = Vec::new();
             for v in stmt.query_map([], |r| r.get::<_, String>(0))? {
