@@ -95,6 +95,8 @@ pub struct SqliteAuth {
     db: SqliteDb,
     model: Arc<AppModel>,
     writer: mpsc::Sender<Job>,
+    /// The per-request lookup, built once.
+    session_sql: String,
 }
 
 fn insert_audit(conn: &Connection, a: &AuditEntry) -> Result<(), StoreError> {
@@ -159,7 +161,12 @@ fn mark_verified(conn: &Connection, model: &AppModel, user_id: &str, now: i64) -
 
 impl SqliteAuth {
     pub(crate) fn new(db: SqliteDb, model: Arc<AppModel>, writer: mpsc::Sender<Job>) -> SqliteAuth {
-        SqliteAuth { db, model, writer }
+        let session_sql = format!(
+            "SELECT s.id, s.user_id, u.\"role\", u.\"verified\", s.created_at, s.last_seen_at, s.expires_at
+             FROM _charter_sessions s JOIN {} u ON u.\"id\" = s.user_id WHERE s.token_hash = ?1",
+            ident(&model.user().plural)
+        );
+        SqliteAuth { db, model, writer, session_sql }
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -351,14 +358,9 @@ impl SqliteAuth {
     }
 
     pub fn session_by_token_hash(&self, hash: &[u8]) -> Result<Option<SessionLookup>, StoreError> {
-        let sql = format!(
-            "SELECT s.id, s.user_id, u.\"role\", u.\"verified\", s.created_at, s.last_seen_at, s.expires_at
-             FROM _charter_sessions s JOIN {} u ON u.\"id\" = s.user_id WHERE s.token_hash = ?1",
-            self.users()
-        );
         self.read(|conn| {
             Ok(conn
-                .prepare_cached(&sql)?
+                .prepare_cached(&self.session_sql)?
                 .query_row([hash], |r| {
                     Ok(SessionLookup {
                         id: r.get(0)?,
