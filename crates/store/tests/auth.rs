@@ -102,3 +102,21 @@ async fn sessions_survive_a_rebuild_of_users_and_die_with_their_user() {
     let again = Database::Sqlite(SqliteDb::open(&path, false).unwrap());
     assert!(again.records(b).unwrap().auth().session_by_token_hash(&[2; 32]).unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_login_racing_a_password_change_makes_no_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::Sqlite(SqliteDb::open(&dir.path().join("app.db"), false).unwrap());
+    let m = model(WITHOUT_NICK);
+    db.migrate(&m, MigrateOptions::default()).await.unwrap();
+    let id = user_with_session(&db, &m, "a@example.com", vec![1; 32]).await;
+    let auth = db.records(m).unwrap().auth();
+    // The change lands after the login verified the old hash...
+    assert!(auth.change_password(&id, "$argon2id$x".into(), "$argon2id$y".into(), None, 2, audit()).await.unwrap());
+    assert!(auth.session_by_token_hash(&[1; 32]).unwrap().is_none(), "a change without a kept session ends them all");
+    // ...so the login's session is refused.
+    let s = NewSession { id: "late".into(), token_hash: vec![3; 32], created_at: 3, expires_at: i64::MAX, user_agent: None, ip: None };
+    assert!(!auth.create_session(&id, Some("$argon2id$x".into()), s.clone(), None, audit()).await.unwrap());
+    assert!(auth.session_by_token_hash(&[3; 32]).unwrap().is_none());
+    assert!(auth.create_session(&id, Some("$argon2id$y".into()), s, None, audit()).await.unwrap());
+}

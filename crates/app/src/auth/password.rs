@@ -91,7 +91,11 @@ impl Default for Hasher {
 impl Hasher {
     pub fn new() -> Hasher {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Hasher { slots: Arc::new(Semaphore::new(cores)), waiting: AtomicUsize::new(0), max_waiting: cores * QUEUE_PER_CORE }
+        Hasher::with_limits(cores, cores * QUEUE_PER_CORE)
+    }
+
+    fn with_limits(slots: usize, max_waiting: usize) -> Hasher {
+        Hasher { slots: Arc::new(Semaphore::new(slots)), waiting: AtomicUsize::new(0), max_waiting }
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
@@ -183,6 +187,31 @@ mod tests {
         assert!(check_policy("password", "correct-horse-battery-9", 10, &["taskboard", "alice"]).is_ok());
         assert!(check_policy("password", &"é".repeat(64), 10, &[]).is_ok(), "any characters, 64 of them");
         assert!(check_policy("password", &"x".repeat(MAX_CHARS + 1), 10, &[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn past_the_queue_bound_hashing_is_unavailable() {
+        let h = Arc::new(Hasher::with_limits(1, 1));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let running = {
+            let h = h.clone();
+            tokio::spawn(async move { h.run(move || hold.recv().is_ok()).await })
+        };
+        // Wait until the only slot is taken, then fill the one queue place.
+        while h.slots.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let queued = {
+            let h = h.clone();
+            tokio::spawn(async move { h.run(|| true).await })
+        };
+        while h.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(h.run(|| true).await, Err(AppError::Unavailable(_))), "the excess is 503");
+        release.send(()).unwrap();
+        assert!(running.await.unwrap().unwrap());
+        assert!(queued.await.unwrap().unwrap(), "the queued one still runs");
     }
 
     #[test]
