@@ -10,6 +10,7 @@ mod error;
 pub mod mail;
 pub mod metrics;
 pub mod openapi;
+pub mod permissions;
 pub mod records;
 
 pub use clock::{Clock, SystemClock, TestClock};

@@ -142,6 +142,15 @@ impl App {
     /// Creates a row from a JSON body.
     pub async fn create_record(&self, caller: &Caller, entity: EntityId, body: &J) -> Result<Record, AppError> {
         let e = self.model.entity(entity);
+        // A create this caller can never make is refused before its body is
+        // judged: field errors would only describe a request that cannot work.
+        if crate::permissions::verdict(e.permissions.create.as_ref(), who(caller)).never() {
+            return Err(if caller.user.is_none() {
+                AppError::Unauthorized
+            } else {
+                AppError::Forbidden { kind: None, detail: "Your permissions do not allow this.".into() }
+            });
+        }
         let obj = body_object(body)?;
         check_unknown_fields(e, obj)?;
         let mut errors = Vec::new();
@@ -158,6 +167,7 @@ impl App {
             let given = obj.get(&f.name);
             let value = match given {
                 Some(v) => self.decode(entity, fid, f, v, &mut errors),
+                None if f.builtin == Some(Builtin::Role) => Some(DbValue::Text(self.model.role(self.model.default_role).name.clone())),
                 None => Some(self.default_value(f, caller).unwrap_or(DbValue::Null)),
             };
             let Some(value) = value else { continue };
@@ -171,10 +181,6 @@ impl App {
                 continue;
             }
             values.push((fid, value));
-        }
-        if entity == USER && !values.iter().any(|(f, _)| e.field(*f).builtin == Some(Builtin::Role)) {
-            let (role, _) = e.field_by_name("role").expect("User has role");
-            values.push((role, DbValue::Text(self.model.role(self.model.default_role).name.clone())));
         }
         if !errors.is_empty() {
             return Err(AppError::Validation(errors));
@@ -269,7 +275,12 @@ impl App {
                 Some(Expr::And { items: vec![update, self.role_rule(Action::Update)?] })
             }
         };
-        self.records.update_with_rule(entity, caller, id, values, if_version, rule).await.map_err(write_error)
+        let record = self.records.update_with_rule(entity, caller, id, values, if_version, rule).await.map_err(write_error)?;
+        if entity == USER && sets_role {
+            // A new role must not ride on sessions opened under the old one.
+            self.end_user_sessions(id, "role_changed").await?;
+        }
+        Ok(record)
     }
 
     /// `PATCH /api/users/me`.
@@ -627,6 +638,14 @@ impl App {
         mac.update(b"charter-cursor-v1\0");
         mac.update(payload);
         mac
+    }
+}
+
+/// The kind of caller, for rules decided before any row is read.
+pub fn who(caller: &Caller) -> crate::permissions::Who {
+    match (&caller.user, caller.role) {
+        (Some(_), Some(r)) => crate::permissions::Who::Role(r),
+        _ => crate::permissions::Who::Anonymous,
     }
 }
 

@@ -120,6 +120,15 @@ impl TestApp {
         self.login(email, password).await
     }
 
+    /// A verified user with `role`, made directly through the app (no
+    /// signup or mail), and signed in: its id and bearer token.
+    pub async fn user_with_role(&self, email: &str, role: &str) -> (String, String) {
+        const PASSWORD: &str = "testkit-password-9f3k2";
+        let record = self.app.create_user(email, Some(role), Some(PASSWORD.to_string()), None).await.expect("create user");
+        let id = record["id"].as_str().expect("id").to_string();
+        (id, self.login(email, PASSWORD).await)
+    }
+
     /// Logs in with a bearer session; its token.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let r = self.post("/api/auth/login", serde_json::json!({"email": email, "password": password})).await;
