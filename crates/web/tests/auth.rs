@@ -611,3 +611,79 @@ async fn expired_sessions_are_purged() {
     assert_eq!(app.app.auth.count_live_sessions(0).unwrap(), 0, "the row is gone, not just expired");
     assert_eq!(get(&app, "/api/auth/me", &token).await.0, 401);
 }
+
+#[tokio::test]
+async fn optional_verification_lets_unverified_users_in_and_still_mails() {
+    let app = spawn_app(&spec(&[("email verification: required", "email verification: optional")])).await;
+    let (s, b) = post(&app, "/api/auth/signup", json!({"email": "val@example.com", "password": PW})).await;
+    assert_eq!(s, 201);
+    assert!(b.get("token").is_none(), "signup signs in only when verification is off");
+    let token = app.login("val@example.com", PW).await;
+    assert_eq!(get(&app, "/api/auth/me", &token).await.1["user"]["verified"], false);
+    let link = app.mail_to("val@example.com", "Confirm").await.token();
+    assert_eq!(post(&app, "/api/auth/verify", json!({"token": link})).await.0, 200);
+    assert_eq!(get(&app, "/api/auth/me", &token).await.1["user"]["verified"], true);
+}
+
+/// A tiny SMTP server that accepts everything and hands each message over.
+async fn fake_smtp() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = sock.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+                let mut data: Option<String> = None;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(d) = data.as_mut() {
+                        if line == "." {
+                            let _ = tx.send(data.take().unwrap());
+                            write.write_all(b"250 queued\r\n").await.unwrap();
+                        } else {
+                            d.push_str(&line);
+                            d.push('\n');
+                        }
+                        continue;
+                    }
+                    let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250 fake\r\n",
+                        "DATA" => {
+                            data = Some(String::new());
+                            b"354 go on\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn with_smtp_mail_is_sent_and_nothing_lands_in_the_outbox() {
+    let (port, mut inbox) = fake_smtp().await;
+    let app = spawn_app_with(TASKBOARD, |c| {
+        c.smtp_url = Some(charter_app::Secret::new(format!("smtp://127.0.0.1:{port}").into_bytes()));
+        c.mail_from = Some("hello@example.com".into());
+    })
+    .await;
+    assert_eq!(post(&app, "/api/auth/signup", json!({"email": "wes@example.com", "password": PW})).await.0, 201);
+    let message = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv()).await.expect("a mail within 10 s").unwrap();
+    assert!(message.contains("To: wes@example.com"), "{message}");
+    assert!(message.contains("From: hello@example.com"), "{message}");
+    assert!(message.contains("Subject: Confirm your address for Taskboard"), "{message}");
+    assert!(message.contains("multipart/alternative"), "{message}");
+    assert!(app.outbox().await.is_empty(), "the outbox is for dev without SMTP");
+}
