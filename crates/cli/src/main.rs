@@ -93,6 +93,21 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Print the OpenAPI 3.1 document of the app's API (what `/api/openapi.json` serves).
+    Openapi {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+    },
+    /// Print the permission matrix (caller x entity x action); with --probe, prove every cell against a scratch instance.
+    Audit {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Start a scratch instance, make users of every role and rows, and check every cell with real requests; exit 1 on any mismatch.
+        #[arg(long)]
+        probe: bool,
+    },
     /// Rewrite a spec with aligned field tables, keeping all prose.
     Fmt {
         #[arg(default_value = "app.md")]
@@ -175,6 +190,8 @@ fn main() -> ExitCode {
         }
         Command::Mail { spec, data, limit } => commands::admin::mail(&spec, &data, limit),
         Command::Fmt { spec, check } => commands::fmt::run(&spec, check),
+        Command::Openapi { spec } => commands::openapi::run(&spec),
+        Command::Audit { spec, format, probe } => commands::audit::run(&spec, format, probe),
         Command::Serve { spec, data, port, bind } => commands::serve::run(commands::serve::Args { spec: &spec, data: &data, port, bind: &bind }),
         Command::Plan { spec, data, format } => {
             commands::migrate::run(commands::migrate::Args { spec: &spec, data: &data, allow_destructive: false, dry_run: true, format })

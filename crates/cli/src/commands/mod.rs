@@ -1,7 +1,9 @@
 pub mod admin;
+pub mod audit;
 pub mod check;
 pub mod fmt;
 pub mod migrate;
+pub mod openapi;
 pub mod serve;
 pub mod new;
 
