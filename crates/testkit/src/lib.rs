@@ -4,7 +4,51 @@
 
 use charter_app::{App, AppConfig, TestClock};
 use charter_store::{sqlite::SqliteDb, Database, MigrateOptions};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// Text that means a database or driver message reached a response body.
+/// Every response of every test is checked; a `TestApp` that served one
+/// fails its test when dropped.
+pub const LEAKS: &[&str] = &[
+    "rusqlite",
+    "SqliteFailure",
+    "SQLITE_",
+    "constraint failed",
+    "no such table",
+    "no such column",
+    "syntax error",
+    "_charter_",
+    "tokio_postgres",
+    "db error:",
+    "panicked at",
+];
+
+/// Whether `text` holds SQL or driver text (see `LEAKS`).
+pub fn leaked(text: &str) -> Option<&'static str> {
+    LEAKS
+        .iter()
+        .copied()
+        .find(|l| text.contains(l))
+        .or_else(|| (text.contains("SELECT ") && text.contains(" FROM ")).then_some("SELECT ... FROM"))
+}
+
+type Leaks = Arc<Mutex<Vec<String>>>;
+
+fn leak_guard(leaks: Leaks) -> impl FnOnce(axum::Router) -> axum::Router {
+    move |router| {
+        router.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let leaks = leaks.clone();
+            async move {
+                let (parts, body) = next.run(req).await.into_parts();
+                let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+                if let Some(what) = leaked(&String::from_utf8_lossy(&bytes)) {
+                    leaks.lock().unwrap_or_else(|e| e.into_inner()).push(format!("`{what}` in: {}", String::from_utf8_lossy(&bytes)));
+                }
+                axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+            }
+        }))
+    }
+}
 
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -14,6 +58,16 @@ pub struct TestApp {
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    leaks: Leaks,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let leaks = self.leaks.lock().unwrap_or_else(|e| e.into_inner());
+        if !std::thread::panicking() && !leaks.is_empty() {
+            panic!("responses held SQL or driver text: {leaks:#?}");
+        }
+    }
 }
 
 /// Compiles `spec` (panicking on errors), migrates a new database and
@@ -38,14 +92,21 @@ pub async fn spawn_app_with(spec: &str, configure: impl FnOnce(&mut AppConfig)) 
     let app = Arc::new(App::new(model, config, Database::Sqlite(db), clock.clone()).expect("app"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let served = app.clone();
+    let leaks = Leaks::default();
+    let guard = leak_guard(leaks.clone());
     tokio::spawn(async move {
-        let _ = charter_web::serve(served, listener, async {
-            let _ = rx.await;
-        })
+        let _ = charter_web::serve_wrapped(
+            served,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            guard,
+        )
         .await;
     });
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { url, app, clock, client, _dir: dir, _shutdown: tx }
+    TestApp { url, app, clock, client, _dir: dir, _shutdown: tx, leaks }
 }
 
 impl TestApp {
@@ -135,5 +196,15 @@ impl TestApp {
         assert_eq!(r.status(), 200, "login: {}", r.text().await.unwrap_or_default());
         let body: serde_json::Value = r.json().await.expect("json");
         body["token"].as_str().expect("token").to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn driver_text_is_recognised() {
+        assert_eq!(super::leaked(r#"{"detail":"UNIQUE constraint failed: users.email"}"#), Some("constraint failed"));
+        assert_eq!(super::leaked("SELECT id FROM users"), Some("SELECT ... FROM"));
+        assert_eq!(super::leaked(r#"{"detail":"Sign in to do this."}"#), None);
     }
 }

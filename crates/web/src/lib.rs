@@ -45,7 +45,18 @@ pub fn router(app: SharedApp) -> Router {
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(app: SharedApp, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let router = router(app.clone());
+    serve_wrapped(app, listener, shutdown, |r| r).await
+}
+
+/// Like `serve`, with `outer` around the whole router: the test kit uses it
+/// to inspect every response of every test.
+pub async fn serve_wrapped(
+    app: SharedApp,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    outer: impl FnOnce(Router) -> Router,
+) -> std::io::Result<()> {
+    let router = outer(router(app.clone()));
     background(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
