@@ -42,10 +42,13 @@ impl UserSlot {
 pub fn wrap(router: Router, app: SharedApp) -> Router {
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(axum::middleware::from_fn_with_state(app, around))
+        // Outermost: `around` rewrites problem bodies (adding the request
+        // id) and must see them uncompressed, or a gzip-accepting client
+        // gets plain JSON labelled gzip.
+        .layer(CompressionLayer::new())
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send>) -> Response {

@@ -457,3 +457,14 @@ async fn openapi_document_lists_every_entity_route() {
     assert_eq!((name["minLength"].clone(), name["maxLength"].clone()), (json!(2), json!(20)));
     assert_eq!(doc["components"]["schemas"]["Item"]["properties"]["kind"]["enum"], json!(["tool", "toy", null]));
 }
+
+#[tokio::test]
+async fn compressed_problem_responses_decode() {
+    let app = spawn_app(SHOP).await;
+    let client = reqwest::Client::builder().gzip(true).build().unwrap();
+    let r = client.get(app.at("/api/items/nope")).header("x-request-id", "gz-1").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.expect("a gzip-accepting client reads the problem");
+    assert_eq!(body["request_id"], "gz-1");
+    assert_eq!(body["status"], 404);
+}
