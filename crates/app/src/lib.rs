@@ -43,7 +43,7 @@ impl App {
     pub fn new(model: Arc<AppModel>, config: AppConfig, db: Database, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         let records = db.records(model.clone()).map_err(|e| AppError::Internal(e.to_string()))?;
         let rules = records::Rules::new(&model);
-        let auth = records.auth();
+        let auth = records.auth()?;
         let mailer = mail::Mailer::new(&config)?;
         let attempts = model.settings.login_attempts;
         let limiter = auth::limits::Limiter::new(attempts.count, attempts.window_secs);

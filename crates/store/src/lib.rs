@@ -137,12 +137,12 @@ impl Database {
 impl Records {
     /// Auth storage (sessions, credentials, tokens, audit, outbox) on the
     /// same database and writer.
-    pub fn auth(&self) -> auth::AuthStore {
+    pub fn auth(&self) -> Result<auth::AuthStore, StoreError> {
         match self {
-            Records::Sqlite(r) => auth::AuthStore::Sqlite(r.auth()),
+            Records::Sqlite(r) => Ok(auth::AuthStore::Sqlite(r.auth()?)),
             // Backends without auth tables yet answer a configuration error.
             #[allow(unreachable_patterns)]
-            _ => auth::AuthStore::Unsupported,
+            _ => Ok(auth::AuthStore::Unsupported),
         }
     }
 

@@ -7,8 +7,8 @@ use charter_store::sqlite::SqliteDb;
 use charter_store::{Database, MigrateOptions};
 use std::sync::Arc;
 
-const WITH_NICK: &str = "# App\n\n## Entities\n\n### User\n| field | type | rules |\n|---|---|---|\n| nick | text | |\n\n### Note\n| field | type | rules |\n|---|---|---|\n| text | text | |\n";
-const WITHOUT_NICK: &str = "# App\n\n## Entities\n\n### Note\n| field | type | rules |\n|---|---|---|\n| text | text | |\n";
+const WITH_NICK: &str = "# App\n\n## Roles\n- member (default): people\n- admin: staff\n\n## Entities\n\n### User\n| field | type | rules |\n|---|---|---|\n| nick | text | |\n\n### Note\n| field | type | rules |\n|---|---|---|\n| text | text | |\n";
+const WITHOUT_NICK: &str = "# App\n\n## Roles\n- member (default): people\n- admin: staff\n\n## Entities\n\n### Note\n| field | type | rules |\n|---|---|---|\n| text | text | |\n";
 
 fn model(spec: &str) -> Arc<charter_model::AppModel> {
     Arc::new(charter_model::compile(spec).model.expect("spec compiles"))
@@ -44,7 +44,7 @@ async fn user_with_session(db: &Database, m: &Arc<charter_model::AppModel>, emai
         mail: None,
         audit: audit(),
     };
-    match db.records(m.clone()).unwrap().auth().create_user(new).await.unwrap() {
+    match db.records(m.clone()).unwrap().auth().unwrap().create_user(new).await.unwrap() {
         CreatedUser::Created { id, record } => {
             assert_eq!(record["email"], email);
             id
@@ -68,7 +68,7 @@ async fn sessions_survive_a_rebuild_of_users_and_die_with_their_user() {
     let report = db.migrate(&b, MigrateOptions { allow_destructive: true, ..Default::default() }).await.unwrap();
     assert!(report.applied);
     assert!(db.schema_differences(&b).await.unwrap().is_empty(), "system tables are not schema drift");
-    let auth = db.records(b.clone()).unwrap().auth();
+    let auth = db.records(b.clone()).unwrap().auth().unwrap();
     let found = auth.session_by_token_hash(&[1; 32]).unwrap().expect("the session survived the rebuild");
     assert_eq!((found.user_id.as_str(), found.role.as_str(), found.verified), (id.as_str(), "member", true));
     assert_eq!(auth.account_by_email("a@example.com").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$x"));
@@ -88,6 +88,19 @@ async fn sessions_survive_a_rebuild_of_users_and_die_with_their_user() {
         CreatedUser::EmailTaken
     ));
 
+    // Changing a role ends that user's sessions, whoever changes it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let other: String =
+        conn.query_row("SELECT user_id FROM _charter_sessions WHERE token_hash = ?1", [vec![2u8; 32]], |r| r.get(0)).unwrap();
+    conn.execute("UPDATE users SET name = 'x' WHERE id = ?1", [&other]).unwrap();
+    assert!(auth.session_by_token_hash(&[2; 32]).unwrap().is_some(), "other changes keep sessions");
+    user_with_session(&db, &b, "c@example.com", vec![4; 32]).await;
+    conn.execute("UPDATE users SET role = 'member' WHERE email = 'c@example.com'", []).unwrap();
+    assert!(auth.session_by_token_hash(&[4; 32]).unwrap().is_some(), "the same role is no change");
+    conn.execute("UPDATE users SET role = 'admin' WHERE email = 'c@example.com'", []).unwrap();
+    assert!(auth.session_by_token_hash(&[4; 32]).unwrap().is_none(), "a new role ends the sessions");
+    drop(conn);
+
     // Deleting the user ends its sessions and credentials in the same statement.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
@@ -100,7 +113,7 @@ async fn sessions_survive_a_rebuild_of_users_and_die_with_their_user() {
 
     // Reopening the file (a restart) finds the sessions there.
     let again = Database::Sqlite(SqliteDb::open(&path, false).unwrap());
-    assert!(again.records(b).unwrap().auth().session_by_token_hash(&[2; 32]).unwrap().is_some());
+    assert!(again.records(b).unwrap().auth().unwrap().session_by_token_hash(&[2; 32]).unwrap().is_some());
 }
 
 #[tokio::test]
@@ -110,7 +123,7 @@ async fn a_login_racing_a_password_change_makes_no_session() {
     let m = model(WITHOUT_NICK);
     db.migrate(&m, MigrateOptions::default()).await.unwrap();
     let id = user_with_session(&db, &m, "a@example.com", vec![1; 32]).await;
-    let auth = db.records(m).unwrap().auth();
+    let auth = db.records(m).unwrap().auth().unwrap();
     // The change lands after the login verified the old hash...
     assert!(auth.change_password(&id, "$argon2id$x".into(), "$argon2id$y".into(), None, 2, audit()).await.unwrap());
     assert!(auth.session_by_token_hash(&[1; 32]).unwrap().is_none(), "a change without a kept session ends them all");

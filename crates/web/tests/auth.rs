@@ -495,6 +495,7 @@ const STAFF: &str = r#"# Staffed
 Permissions:
 - read: signed in
 - update: id = me or admin
+- update role: admin
 
 ### Note
 | field | type | rules    |
@@ -515,6 +516,7 @@ async fn admins_end_a_users_sessions_and_read_the_audit_log() {
     let olga = b["token"].as_str().unwrap().to_string();
     let (_, b) = post(&app, "/api/auth/signup", json!({"email": "pete@example.com", "password": PW})).await;
     let pete = b["token"].as_str().unwrap().to_string();
+    let pete_id = b["user"]["id"].as_str().unwrap().to_string();
 
     let r = app.client.delete(app.at(&format!("/api/users/{olga_id}/sessions"))).bearer_auth(&pete).send().await.unwrap();
     assert_eq!(body(r).await.0, 403, "a member may not");
@@ -524,6 +526,25 @@ async fn admins_end_a_users_sessions_and_read_the_audit_log() {
     let r = app.client.delete(app.at(&format!("/api/users/{olga_id}/sessions"))).bearer_auth(&boss).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(get(&app, "/api/auth/me", &olga).await.0, 401, "ended at once");
+
+    // A role change ends the user's sessions.
+    let pete2 = app.login("pete@example.com", PW).await;
+    let r =
+        app.client.patch(app.at(&format!("/api/users/{pete_id}"))).bearer_auth(&boss).json(&json!({"role": "admin"})).send().await.unwrap();
+    let (s, b) = body(r).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(get(&app, "/api/auth/me", &pete2).await.0, 401, "a new role needs a new sign-in");
+    let pete = app.login("pete@example.com", PW).await;
+    let r = app
+        .client
+        .patch(app.at(&format!("/api/users/{pete_id}")))
+        .bearer_auth(&pete)
+        .json(&json!({"role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(r).await.0, 200, "admins may change roles, their own too");
+    let pete = app.login("pete@example.com", PW).await;
 
     post(&app, "/api/auth/login", json!({"email": "olga@example.com", "password": "wrong-password-1"})).await;
     assert_eq!(get(&app, "/api/auth/audit", &pete).await.0, 403);

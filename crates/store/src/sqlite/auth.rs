@@ -160,13 +160,22 @@ fn mark_verified(conn: &Connection, model: &AppModel, user_id: &str, now: i64) -
 }
 
 impl SqliteAuth {
-    pub(crate) fn new(db: SqliteDb, model: Arc<AppModel>, writer: mpsc::Sender<Job>) -> SqliteAuth {
+    /// Also (re)creates the trigger that ends a user's sessions when their
+    /// role changes, whoever changes it: a rebuild of `users` by a
+    /// migration drops it, and apps are built after migrating.
+    pub(crate) fn new(db: SqliteDb, model: Arc<AppModel>, writer: mpsc::Sender<Job>) -> Result<SqliteAuth, StoreError> {
+        let users = ident(&model.user().plural);
+        db.connect()?.execute_batch(&format!(
+            "CREATE TRIGGER IF NOT EXISTS _charter_role_change AFTER UPDATE OF \"role\" ON {users}
+             WHEN OLD.\"role\" IS NOT NEW.\"role\"
+             BEGIN DELETE FROM _charter_sessions WHERE user_id = NEW.\"id\"; END"
+        ))?;
         let session_sql = format!(
             "SELECT s.id, s.user_id, u.\"role\", u.\"verified\", s.created_at, s.last_seen_at, s.expires_at
              FROM _charter_sessions s JOIN {} u ON u.\"id\" = s.user_id WHERE s.token_hash = ?1",
             ident(&model.user().plural)
         );
-        SqliteAuth { db, model, writer, session_sql }
+        Ok(SqliteAuth { db, model, writer, session_sql })
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {

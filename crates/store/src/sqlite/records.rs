@@ -46,7 +46,7 @@ impl SqliteRecords {
 
     /// Auth storage sharing this writer thread, so auth writes are
     /// group-committed with record writes instead of contending for the lock.
-    pub(crate) fn auth(&self) -> super::auth::SqliteAuth {
+    pub(crate) fn auth(&self) -> Result<super::auth::SqliteAuth, StoreError> {
         super::auth::SqliteAuth::new(self.db.clone(), self.model.clone(), self.writer.clone())
     }
 
