@@ -51,6 +51,9 @@ pub struct AppConfig {
     pub metrics_token: Option<Secret>,
     /// Whether cookies get `Secure` (HTTPS in front or TLS served directly).
     pub secure_cookies: bool,
+    /// `CHARTER_SECRET_PREVIOUS`: the secret before a rotation, still
+    /// accepted when checking CSRF tokens so sessions survive the change.
+    pub previous_secret: Option<Secret>,
     /// `CHARTER_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `CHARTER_SMTP_URL` (may hold credentials). `None`: mail goes to the dev outbox.
@@ -70,6 +73,7 @@ impl AppConfig {
             public_url: public_url.into(),
             metrics_token: None,
             secure_cookies: false,
+            previous_secret: None,
             trusted_proxies: Vec::new(),
             smtp_url: None,
             mail_from: None,

@@ -289,6 +289,16 @@ async fn cookie_sessions_need_csrf_on_unsafe_requests_and_bearer_does_not() {
     let r = app.client.get(app.at("/api/auth/me")).header("cookie", &pair).send().await.unwrap();
     assert_eq!(r.status(), 401, "the cookie's session is gone");
 
+    // After a rotation, tokens made with the previous secret still pass.
+    let rotated = spawn_app_with(TASKBOARD, |c| {
+        c.previous_secret = Some(c.secret.clone());
+        c.secret = charter_app::Secret::new(b"a-brand-new-secret-of-32-bytes-at-least".to_vec());
+    })
+    .await;
+    let old_secret = charter_app::AppConfig::dev("http://x").secret;
+    assert!(rotated.app.csrf_ok("s1", &charter_app::auth::secrets::csrf_token(old_secret.expose(), "s1")));
+    assert!(!rotated.app.csrf_ok("s1", &charter_app::auth::secrets::csrf_token(b"some-other-secret", "s1")));
+
     // Bearer requests need no CSRF token.
     let token = app.login("hal@example.com", PW).await;
     let r = app.client.post(app.at("/api/auth/logout")).bearer_auth(&token).header("sec-fetch-site", "cross-site").send().await.unwrap();

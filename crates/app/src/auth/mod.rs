@@ -191,8 +191,10 @@ impl App {
         secrets::csrf_token(self.config.secret.expose(), session_id)
     }
 
+    /// Checks a CSRF token against the secret, or the previous one during a rotation.
     pub fn csrf_ok(&self, session_id: &str, presented: &str) -> bool {
         secrets::csrf_ok(self.config.secret.expose(), session_id, presented)
+            || self.config.previous_secret.as_ref().is_some_and(|old| secrets::csrf_ok(old.expose(), session_id, presented))
     }
 
     /// The values of a new user's row: the built-in fields, then the

@@ -77,6 +77,7 @@ pub fn app_config(env: &Env, profile: Profile, secret: Secret, public_url: Strin
         secure_cookies: public_url.starts_with("https://"),
         public_url,
         metrics_token: env.get("CHARTER_METRICS_TOKEN").map(|t| Secret::new(t.as_bytes().to_vec())),
+        previous_secret: env.get("CHARTER_SECRET_PREVIOUS").map(|t| Secret::new(t.as_bytes().to_vec())),
         trusted_proxies: trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES"))?,
         smtp_url: env.get("CHARTER_SMTP_URL").map(|u| Secret::new(u.as_bytes().to_vec())),
         mail_from: env.get("CHARTER_MAIL_FROM").map(str::to_string),
