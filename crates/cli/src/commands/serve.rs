@@ -33,10 +33,28 @@ fn prod_refusals(env: &Env) -> Vec<String> {
     } else if trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES")).map_or(true, |p| p.is_empty()) {
         out.push("no TLS: set CHARTER_TRUSTED_PROXIES to the address of the TLS proxy in front of charter (e.g. 127.0.0.1/32)".to_string());
     }
-    if env.get("CHARTER_SMTP_URL").is_none() {
+    if let Some(url) = env.get("CHARTER_SMTP_URL") {
+        if !smtp_is_private(url) {
+            out.push("CHARTER_SMTP_URL sends mail in clear text to another machine: use smtps:// or add ?tls=required".to_string());
+        }
+    } else {
         out.push("CHARTER_SMTP_URL is not set: verification and password-reset mail need an SMTP server (smtp:// or smtps://)".to_string());
     }
     out
+}
+
+/// Whether mail to this SMTP URL is protected: TLS (`smtps://`,
+/// `?tls=required`), or a relay on this machine. Mail carries reset links,
+/// so prod never sends it in clear text over a network.
+fn smtp_is_private(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else { return false };
+    if scheme.eq_ignore_ascii_case("smtps") || rest.contains("tls=required") {
+        return true;
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.strip_prefix('[').and_then(|h| h.split_once(']')).map_or_else(|| host.split(':').next().unwrap_or(""), |(h, _)| h);
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `CHARTER_TRUSTED_PROXIES`: CIDRs or bare addresses, separated by commas or spaces.
@@ -207,4 +225,29 @@ pub fn run(args: Args) -> u8 {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_in_clear_text_only_to_this_machine() {
+        assert!(smtp_is_private("smtps://u:p@mail.example.com"));
+        assert!(smtp_is_private("smtp://u:p@mail.example.com:587?tls=required"));
+        assert!(smtp_is_private("smtp://127.0.0.1:2525"));
+        assert!(smtp_is_private("smtp://[::1]:25"));
+        assert!(smtp_is_private("smtp://localhost"));
+        assert!(!smtp_is_private("smtp://u:p@mail.example.com:587"));
+        assert!(!smtp_is_private("smtp://10.0.0.5"));
+        assert!(!smtp_is_private("nonsense"));
+    }
+
+    #[test]
+    fn trusted_proxies_parse_cidrs_and_addresses() {
+        assert_eq!(trusted_proxies(Some("127.0.0.1/32, 10.0.0.0/8 ::1")).unwrap().len(), 3);
+        assert!(trusted_proxies(Some("127.0.0.1")).unwrap()[0].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(trusted_proxies(Some("not-an-address")).is_err());
+        assert!(trusted_proxies(None).unwrap().is_empty());
+    }
 }
