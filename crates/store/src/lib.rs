@@ -122,6 +122,7 @@ pub use sqlite::idempotency::Claim as IdempotencyClaim;
 /// model's permission rules, in SQL.
 pub enum Records {
     Sqlite(sqlite::records::SqliteRecords),
+    Postgres(postgres::records::PgRecords),
 }
 
 impl Database {
@@ -129,7 +130,7 @@ impl Database {
     pub fn records(&self, model: std::sync::Arc<AppModel>) -> Result<Records, StoreError> {
         match self {
             Database::Sqlite(db) => Ok(Records::Sqlite(sqlite::records::SqliteRecords::new(db.clone(), model)?)),
-            Database::Postgres(_) => Err(StoreError::Config("record access on PostgreSQL is not built yet; use sqlite://".into())),
+            Database::Postgres(db) => Ok(Records::Postgres(postgres::records::PgRecords::new(db.clone(), model))),
         }
     }
 }
@@ -150,18 +151,21 @@ impl Records {
     pub async fn idempotency_claim(&self, scope: &str, key: &str, hash: &str, now_ms: i64) -> Result<sqlite::idempotency::Claim, StoreError> {
         match self {
             Records::Sqlite(r) => r.idempotency_claim(scope, key, hash, now_ms).await,
+            Records::Postgres(r) => r.idempotency_claim(scope, key, hash, now_ms).await,
         }
     }
 
     pub async fn idempotency_finish(&self, scope: &str, key: &str, response: &str) -> Result<(), StoreError> {
         match self {
             Records::Sqlite(r) => r.idempotency_finish(scope, key, response).await,
+            Records::Postgres(r) => r.idempotency_finish(scope, key, response).await,
         }
     }
 
     pub async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError> {
         match self {
             Records::Sqlite(r) => r.idempotency_abandon(scope, key).await,
+            Records::Postgres(r) => r.idempotency_abandon(scope, key).await,
         }
     }
 
@@ -169,6 +173,7 @@ impl Records {
     pub async fn get(&self, entity: charter_model::EntityId, caller: &Caller, id: &str) -> Result<Option<Record>, StoreError> {
         match self {
             Records::Sqlite(r) => r.get(entity, caller, id),
+            Records::Postgres(r) => r.get(entity, caller, id).await,
         }
     }
 
@@ -176,6 +181,7 @@ impl Records {
     pub async fn list(&self, entity: charter_model::EntityId, caller: &Caller, query: &ListQuery) -> Result<Page, StoreError> {
         match self {
             Records::Sqlite(r) => r.list(entity, caller, query),
+            Records::Postgres(r) => r.list(entity, caller, query).await,
         }
     }
 
@@ -201,6 +207,7 @@ impl Records {
     ) -> Result<Record, WriteError> {
         match self {
             Records::Sqlite(r) => r.create(entity, caller, values, rule).await,
+            Records::Postgres(r) => r.create(entity, caller, values, rule).await,
         }
     }
 
@@ -231,6 +238,7 @@ impl Records {
     ) -> Result<Record, WriteError> {
         match self {
             Records::Sqlite(r) => r.update(entity, caller, id, values, if_version, rule).await,
+            Records::Postgres(r) => r.update(entity, caller, id, values, if_version, rule).await,
         }
     }
 
@@ -243,6 +251,7 @@ impl Records {
     ) -> Result<(), WriteError> {
         match self {
             Records::Sqlite(r) => r.delete(entity, caller, id, if_version).await,
+            Records::Postgres(r) => r.delete(entity, caller, id, if_version).await,
         }
     }
 }

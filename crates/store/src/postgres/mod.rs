@@ -4,6 +4,7 @@
 
 mod ddl;
 mod migrate;
+pub mod records;
 
 use crate::migrate::MigrationRecord;
 use crate::StoreError;
