@@ -135,8 +135,7 @@ pub fn words(model: &AppModel, e: &Expr) -> String {
                 }
                 out
             };
-            let (is, is_not) = if subject == "it" { ("is", "is not") } else { ("is", "is not") };
-            let verb = if *op == CompareOp::Eq { is } else { is_not };
+            let verb = if *op == CompareOp::Eq { "is" } else { "is not" };
             let v = match value {
                 Value::Me => "you".to_string(),
                 Value::Bool(b) => b.to_string(),

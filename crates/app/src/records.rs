@@ -11,7 +11,7 @@
 use crate::{App, AppError, FieldError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use charter_model::{Action, AppModel, Bound, Builtin, DefaultValue, EntityId, Entity, Expr, Field, FieldId, FieldType, USER};
+use charter_model::{Action, AppModel, Bound, Builtin, DefaultValue, Entity, EntityId, Expr, Field, FieldId, FieldType, USER};
 use charter_schema::DbValue;
 use charter_store::{Caller, Filter, FilterOp, IdempotencyClaim, ListQuery, Record, SortKey, WriteError};
 use hmac::{Hmac, KeyInit, Mac};
@@ -208,7 +208,8 @@ impl App {
         };
         match self.records.idempotency_claim(&scope, key, &hash, self.clock.now_ms()).await? {
             IdempotencyClaim::Done(stored) => {
-                let record: Record = serde_json::from_str(&stored).map_err(|e| AppError::Internal(format!("stored idempotent response: {e}")))?;
+                let record: Record =
+                    serde_json::from_str(&stored).map_err(|e| AppError::Internal(format!("stored idempotent response: {e}")))?;
                 Ok(Created { record, replayed: true })
             }
             IdempotencyClaim::Mismatch => Err(AppError::Validation(vec![FieldError::new(
@@ -232,7 +233,14 @@ impl App {
     }
 
     /// Changes the fields a JSON body names; `if_match` as the client sent it.
-    pub async fn update_record(&self, caller: &Caller, entity: EntityId, id: &str, body: &J, if_match: IfMatch) -> Result<Record, AppError> {
+    pub async fn update_record(
+        &self,
+        caller: &Caller,
+        entity: EntityId,
+        id: &str,
+        body: &J,
+        if_match: IfMatch,
+    ) -> Result<Record, AppError> {
         let e = self.model.entity(entity);
         let obj = body_object(body)?;
         check_unknown_fields(e, obj)?;
@@ -330,9 +338,13 @@ impl App {
         let d = f.default.as_ref()?;
         Some(match d {
             DefaultValue::Me => caller.user.clone().map_or(DbValue::Null, DbValue::Text),
-            DefaultValue::Now => DbValue::DateTime(format_utc(time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.clock.now_ms()) * 1_000_000).unwrap_or_else(|_| time::OffsetDateTime::now_utc()))),
+            DefaultValue::Now => DbValue::DateTime(format_utc(
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.clock.now_ms()) * 1_000_000)
+                    .unwrap_or_else(|_| time::OffsetDateTime::now_utc()),
+            )),
             DefaultValue::Today => {
-                let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.clock.now_ms()) * 1_000_000).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+                let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.clock.now_ms()) * 1_000_000)
+                    .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
                 DbValue::Date(format_utc(now)[..10].to_string())
             }
             DefaultValue::Bool(b) => DbValue::Boolean(*b),
@@ -423,7 +435,10 @@ impl App {
                     }
                     FieldType::Decimal => {
                         if !charter_model::is_valid_decimal(s) {
-                            return err("invalid_format", format!("`{}` must be a decimal number written as a string, like \"12.50\".", f.name));
+                            return err(
+                                "invalid_format",
+                                format!("`{}` must be a decimal number written as a string, like \"12.50\".", f.name),
+                            );
                         }
                         if let Some(m) = f.min.as_ref().map(bound_decimal) {
                             if cmp_decimal(s, &m) == Ordering::Less {
@@ -455,7 +470,9 @@ impl App {
                     }
                     FieldType::DateTime => match normalize_datetime(s) {
                         Some(t) => Some(DbValue::DateTime(t)),
-                        None => err("invalid_format", format!("`{}` must be an RFC 3339 date and time, like 2025-01-31T09:30:00Z.", f.name)),
+                        None => {
+                            err("invalid_format", format!("`{}` must be an RFC 3339 date and time, like 2025-01-31T09:30:00Z.", f.name))
+                        }
                     },
                     FieldType::Enum(members) => {
                         if members.contains(s) {
@@ -551,7 +568,9 @@ impl App {
             Some("in") => FilterOp::In,
             Some("contains") => FilterOp::Contains,
             Some(other) => {
-                return Err(bad(format!("unknown operator `__{other}` on `{name}`; use __gt, __gte, __lt, __lte, __ne, __in or __contains.")))
+                return Err(bad(format!(
+                    "unknown operator `__{other}` on `{name}`; use __gt, __gte, __lt, __lte, __ne, __in or __contains."
+                )))
             }
         };
         if f.builtin == Some(Builtin::Email) {
@@ -688,7 +707,9 @@ fn check_unknown_fields(e: &Entity, obj: &serde_json::Map<String, J>) -> Result<
 /// Why a field may not be given on create, if it may not.
 fn create_refusal(_model: &AppModel, entity: EntityId, f: &Field) -> Option<String> {
     match f.builtin {
-        Some(Builtin::Id | Builtin::CreatedAt | Builtin::UpdatedAt | Builtin::Version) => Some(format!("`{}` is set by the server.", f.name)),
+        Some(Builtin::Id | Builtin::CreatedAt | Builtin::UpdatedAt | Builtin::Version) => {
+            Some(format!("`{}` is set by the server.", f.name))
+        }
         Some(Builtin::Verified) if entity == USER => Some("`verified` is set by email verification only.".into()),
         _ => None,
     }
@@ -697,7 +718,9 @@ fn create_refusal(_model: &AppModel, entity: EntityId, f: &Field) -> Option<Stri
 /// Why a field may not be given on update, if it may not.
 fn update_refusal(_model: &AppModel, entity: EntityId, f: &Field) -> Option<String> {
     match f.builtin {
-        Some(Builtin::Id | Builtin::CreatedAt | Builtin::UpdatedAt | Builtin::Version) => Some(format!("`{}` is set by the server.", f.name)),
+        Some(Builtin::Id | Builtin::CreatedAt | Builtin::UpdatedAt | Builtin::Version) => {
+            Some(format!("`{}` is set by the server.", f.name))
+        }
         Some(Builtin::Email) if entity == USER => Some("`email` cannot be changed through the API.".into()),
         Some(Builtin::Verified) if entity == USER => Some("`verified` is set by email verification only.".into()),
         Some(Builtin::Role) => None,
@@ -714,7 +737,9 @@ fn plausible_id(id: &str) -> bool {
 
 fn is_web_url(s: &str) -> bool {
     match url::Url::parse(s) {
-        Ok(u) => matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && !s.chars().any(char::is_whitespace),
+        Ok(u) => {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && !s.chars().any(char::is_whitespace)
+        }
         Err(_) => false,
     }
 }
@@ -829,7 +854,9 @@ fn query_value(f: &Field, s: &str) -> Result<DbValue, String> {
             DbValue::Text(s.to_string())
         }
         FieldType::Json => return Err("json fields cannot be filtered".into()),
-        FieldType::Text | FieldType::Email | FieldType::Url | FieldType::Role | FieldType::Ref(_) | FieldType::Id => DbValue::Text(s.to_string()),
+        FieldType::Text | FieldType::Email | FieldType::Url | FieldType::Role | FieldType::Ref(_) | FieldType::Id => {
+            DbValue::Text(s.to_string())
+        }
     })
 }
 

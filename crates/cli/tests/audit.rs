@@ -12,11 +12,8 @@ fn root() -> PathBuf {
 }
 
 fn examples() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
-        .unwrap()
-        .map(|e| e.unwrap().path().join("app.md"))
-        .filter(|p| p.exists())
-        .collect();
+    let mut out: Vec<PathBuf> =
+        std::fs::read_dir(root().join("examples")).unwrap().map(|e| e.unwrap().path().join("app.md")).filter(|p| p.exists()).collect();
     out.sort();
     assert!(!out.is_empty());
     out
@@ -138,8 +135,15 @@ fn openapi_documents_pass_an_openapi_3_1_validator() {
     let ready = |p: &Path| Command::new(p).args(["-c", "import openapi_spec_validator"]).output().is_ok_and(|o| o.status.success());
     if !ready(&python) {
         let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
-            && Command::new(&python).args(["-m", "pip", "install", "--quiet", "openapi-spec-validator"]).status().is_ok_and(|s| s.success());
-        assert!(made && ready(&python), "cannot set up openapi-spec-validator in {}; run ./scripts/test, which installs it", venv.display());
+            && Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "openapi-spec-validator"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(
+            made && ready(&python),
+            "cannot set up openapi-spec-validator in {}; run ./scripts/test, which installs it",
+            venv.display()
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let newsroom = dir.path().join("app.md");
@@ -158,6 +162,12 @@ fn openapi_documents_pass_an_openapi_3_1_validator() {
             .arg(&file)
             .output()
             .unwrap();
-        assert!(check.status.success(), "{}: {}{}", spec.display(), String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+        assert!(
+            check.status.success(),
+            "{}: {}{}",
+            spec.display(),
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
     }
 }

@@ -34,6 +34,9 @@ Permissions:
 - read, create, update, delete: signed in
 "#;
 
+/// label, n, price, on, day, kind
+type Seed = (&'static str, Option<i64>, &'static str, bool, &'static str, &'static str);
+
 struct Fixture {
     db: TestDb,
     model: Arc<AppModel>,
@@ -87,7 +90,10 @@ impl Fixture {
     }
 
     fn task(&self, caller: &Caller, project: &str, title: &str) -> Result<Record, WriteError> {
-        let values = vec![(self.field("Task", "title"), DbValue::Text(title.into())), (self.field("Task", "project"), DbValue::Text(project.into()))];
+        let values = vec![
+            (self.field("Task", "title"), DbValue::Text(title.into())),
+            (self.field("Task", "project"), DbValue::Text(project.into())),
+        ];
         self.run(self.records.create(self.entity("Task"), caller, values))
     }
 
@@ -175,7 +181,7 @@ fn filters_and_multi_key_sorts_run_in_the_database_alike() {
         let u = f.user("u", "member");
         let thing = f.entity("Thing");
         let v = |n: &str| f.field("Thing", n);
-        let rows: [(&str, Option<i64>, &str, bool, &str, &str); 6] = [
+        let rows: [Seed; 6] = [
             ("alpha", Some(3), "2.5", true, "2025-01-01", "a"),
             ("Beta", Some(1), "10", false, "2025-02-01", "b"),
             ("gamma 100%", None, "0.5", true, "2024-12-31", "b"),
@@ -357,8 +363,16 @@ fn idempotency_claims_behave_alike() {
         f.run(r.idempotency_finish("user:u", "k1", "{\"id\":\"x\"}")).unwrap();
         assert_eq!(f.run(r.idempotency_claim("user:u", "k1", "h1", now + 1000)).unwrap(), IdempotencyClaim::Done("{\"id\":\"x\"}".into()));
         let day = 24 * 60 * 60 * 1000;
-        assert_eq!(f.run(r.idempotency_claim("user:u", "k1", "h1", now + day + 1)).unwrap(), IdempotencyClaim::New, "{backend:?}: kept 24 h");
+        assert_eq!(
+            f.run(r.idempotency_claim("user:u", "k1", "h1", now + day + 1)).unwrap(),
+            IdempotencyClaim::New,
+            "{backend:?}: kept 24 h"
+        );
         f.run(r.idempotency_abandon("user:u", "k1")).unwrap();
-        assert_eq!(f.run(r.idempotency_claim("user:u", "k1", "h9", now + day + 2)).unwrap(), IdempotencyClaim::New, "{backend:?}: abandoned");
+        assert_eq!(
+            f.run(r.idempotency_claim("user:u", "k1", "h9", now + day + 2)).unwrap(),
+            IdempotencyClaim::New,
+            "{backend:?}: abandoned"
+        );
     }
 }

@@ -52,7 +52,13 @@ Permissions:
 - read, create, update, delete: anyone
 "#;
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let mut req = app.client.request(method, app.at(path));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -91,7 +97,12 @@ fn codes(problem: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn create_applies_defaults_and_answers_201_with_location_and_etag() {
     let app = spawn_app(SHOP).await;
-    let (s, h, item) = post(&app, "/api/items", json!({"name": "Hammer", "at": "2025-03-01T10:00:00.5+02:00", "price": "9.50", "data": {"a": [1, 2]}, "locked": "x"})).await;
+    let (s, h, item) = post(
+        &app,
+        "/api/items",
+        json!({"name": "Hammer", "at": "2025-03-01T10:00:00.5+02:00", "price": "9.50", "data": {"a": [1, 2]}, "locked": "x"}),
+    )
+    .await;
     assert_eq!(s, 201, "{item}");
     let id = item["id"].as_str().unwrap();
     assert_eq!(h["location"], format!("/api/items/{id}").as_str());
@@ -152,7 +163,11 @@ async fn every_field_error_is_reported_at_once() {
     let (s, _, p) = post(&app, "/api/items", json!({"name": "Long name that is too long"})).await;
     assert_eq!(codes(&p), [("name".to_string(), "too_long".to_string())], "{s}");
     let (s, _, p) = post(&app, "/api/items", json!({"name": "Ok", "price": 1.5})).await;
-    assert_eq!((s, codes(&p)), (StatusCode::UNPROCESSABLE_ENTITY, vec![("price".to_string(), "invalid_type".to_string())]), "decimals are strings");
+    assert_eq!(
+        (s, codes(&p)),
+        (StatusCode::UNPROCESSABLE_ENTITY, vec![("price".to_string(), "invalid_type".to_string())]),
+        "decimals are strings"
+    );
     // Nothing was written by any of these.
     let (_, list) = get(&app, "/api/items?count=true").await;
     assert_eq!(list["count"], 0);
@@ -165,7 +180,8 @@ async fn unknown_fields_are_400_and_server_fields_are_422() {
     assert_eq!(s, 400);
     let detail = p["detail"].as_str().unwrap();
     assert!(detail.contains("`colour`") && detail.contains("`size`"), "{detail}");
-    let (s, _, p) = post(&app, "/api/items", json!({"name": "Saw", "id": "mine", "version": 7, "created_at": "2020-01-01T00:00:00Z"})).await;
+    let (s, _, p) =
+        post(&app, "/api/items", json!({"name": "Saw", "id": "mine", "version": 7, "created_at": "2020-01-01T00:00:00Z"})).await;
     assert_eq!(s, 422);
     assert_eq!(
         codes(&p),
@@ -257,7 +273,13 @@ async fn unique_and_restrict_are_409_and_invisible_references_are_not_found() {
 #[tokio::test]
 async fn lists_filter_sort_and_count_in_the_database() {
     let app = spawn_app(SHOP).await;
-    for (name, qty, kind, price) in [("Anvil", 5, "tool", "10.5"), ("Ball", 2, "toy", "2"), ("Crane", 9, "toy", "99"), ("Dice", 2, "toy", "0.5"), ("E'; DROP TABLE x;--", 7, "tool", "1")] {
+    for (name, qty, kind, price) in [
+        ("Anvil", 5, "tool", "10.5"),
+        ("Ball", 2, "toy", "2"),
+        ("Crane", 9, "toy", "99"),
+        ("Dice", 2, "toy", "0.5"),
+        ("E'; DROP TABLE x;--", 7, "tool", "1"),
+    ] {
         let (s, _, v) = post(&app, "/api/items", json!({"name": name, "qty": qty, "kind": kind, "price": price})).await;
         assert_eq!(s, 201, "{v}");
     }
@@ -416,7 +438,13 @@ async fn concurrent_if_match_increments_lose_no_update() {
                 loop {
                     let cur: Value = client.get(&path).send().await.unwrap().json().await.unwrap();
                     let tag = format!("\"{}\"", cur["version"]);
-                    let r = client.patch(&path).header("if-match", tag).json(&json!({"qty": cur["qty"].as_i64().unwrap() + 1})).send().await.unwrap();
+                    let r = client
+                        .patch(&path)
+                        .header("if-match", tag)
+                        .json(&json!({"qty": cur["qty"].as_i64().unwrap() + 1}))
+                        .send()
+                        .await
+                        .unwrap();
                     match r.status().as_u16() {
                         200 => break,
                         412 => continue,

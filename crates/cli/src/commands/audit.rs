@@ -94,10 +94,7 @@ pub fn matrix(model: &AppModel) -> J {
             for (name, who) in callers(model) {
                 cells.insert(name, cell(model, rule, who));
             }
-            actions.insert(
-                action.as_str().into(),
-                json!({"rule": rule.map(|r| words(model, r)), "callers": cells}),
-            );
+            actions.insert(action.as_str().into(), json!({"rule": rule.map(|r| words(model, r)), "callers": cells}));
         }
         let mut fields = Vec::new();
         for fr in &e.permissions.fields {
@@ -181,7 +178,8 @@ impl Report {
     }
 
     fn to_json(&self) -> J {
-        let proven: Vec<J> = self.proven.iter().map(|((w, e, a), n)| json!({"caller": w, "entity": e, "action": a, "requests": n})).collect();
+        let proven: Vec<J> =
+            self.proven.iter().map(|((w, e, a), n)| json!({"caller": w, "entity": e, "action": a, "requests": n})).collect();
         json!({"ok": self.mismatches.is_empty(), "proven": proven, "mismatches": self.mismatches, "notes": self.notes})
     }
 
@@ -211,7 +209,9 @@ async fn run_probe(model: Arc<AppModel>) -> Result<Report, String> {
     db.migrate(&model, MigrateOptions::default()).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
-    let app = Arc::new(App::new(model.clone(), AppConfig::dev(url.clone()), Database::Sqlite(db), Arc::new(SystemClock)).map_err(|e| format!("{e:?}"))?);
+    let app = Arc::new(
+        App::new(model.clone(), AppConfig::dev(url.clone()), Database::Sqlite(db), Arc::new(SystemClock)).map_err(|e| format!("{e:?}"))?,
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = app.clone();
     tokio::spawn(async move {
@@ -230,13 +230,26 @@ async fn run_probe(model: Arc<AppModel>) -> Result<Report, String> {
     for (i, role) in model.roles.iter().enumerate() {
         for n in 1..=2 {
             let email = format!("{}{n}@probe.invalid", role.name.replace('_', "-"));
-            let rec = app.create_user(&email, Some(&role.name), Some(PASSWORD.into()), None).await.map_err(|e| format!("creating {email}: {e:?}"))?;
+            let rec = app
+                .create_user(&email, Some(&role.name), Some(PASSWORD.into()), None)
+                .await
+                .map_err(|e| format!("creating {email}: {e:?}"))?;
             let id = rec["id"].as_str().unwrap_or_default().to_string();
-            let r = client.post(format!("{url}/api/auth/login")).json(&json!({"email": email, "password": PASSWORD})).send().await.map_err(|e| e.to_string())?;
+            let r = client
+                .post(format!("{url}/api/auth/login"))
+                .json(&json!({"email": email, "password": PASSWORD}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
             let body: J = r.json().await.map_err(|e| e.to_string())?;
             let token = body["token"].as_str().ok_or_else(|| format!("login as {email} gave no token: {body}"))?.to_string();
             rows.entry(USER).or_default().push(rec);
-            probe_callers.push(ProbeCaller { label: format!("{}#{n}", role.name), who: Who::Role(charter_model::RoleId(i)), user: Some(id), token: Some(token) });
+            probe_callers.push(ProbeCaller {
+                label: format!("{}#{n}", role.name),
+                who: Who::Role(charter_model::RoleId(i)),
+                user: Some(id),
+                token: Some(token),
+            });
         }
     }
 
@@ -248,10 +261,13 @@ async fn run_probe(model: Arc<AppModel>) -> Result<Report, String> {
             continue;
         }
         for pc in probe_callers.iter().filter(|c| c.user.is_some()) {
-            let caller = Caller::user(pc.user.clone().expect("signed in"), match pc.who {
-                Who::Role(r) => r,
-                Who::Anonymous => unreachable!(),
-            });
+            let caller = Caller::user(
+                pc.user.clone().expect("signed in"),
+                match pc.who {
+                    Who::Role(r) => r,
+                    Who::Anonymous => unreachable!(),
+                },
+            );
             for variant in 0..2 {
                 counter += 1;
                 let Some(values) = seed_values(&model, entity, &caller, &rows, variant, counter) else { continue };
@@ -262,7 +278,10 @@ async fn run_probe(model: Arc<AppModel>) -> Result<Report, String> {
             }
         }
         if rows.get(&entity).is_none_or(Vec::is_empty) {
-            report.notes.push(format!("no {} rows could be seeded; its read, update and delete cells were probed on lists only", model.entity(entity).name));
+            report.notes.push(format!(
+                "no {} rows could be seeded; its read, update and delete cells were probed on lists only",
+                model.entity(entity).name
+            ));
         }
     }
 
@@ -279,7 +298,14 @@ async fn run_probe(model: Arc<AppModel>) -> Result<Report, String> {
                 report.check(&pc.label, &e.name, "read", expected_get, got.0, &format!("GET {id}"));
                 let listed = send(&client, pc, reqwest::Method::GET, &format!("{list_url}?id={id}&count=true"), None, None).await?;
                 let count = listed.1["count"].as_u64().unwrap_or(u64::MAX);
-                report.check(&pc.label, &e.name, "read", u16::from(readable), u16::try_from(count).unwrap_or(u16::MAX), &format!("list ?id={id}"));
+                report.check(
+                    &pc.label,
+                    &e.name,
+                    "read",
+                    u16::from(readable),
+                    u16::try_from(count).unwrap_or(u16::MAX),
+                    &format!("list ?id={id}"),
+                );
                 for (action, method) in [(Action::Update, reqwest::Method::PATCH), (Action::Delete, reqwest::Method::DELETE)] {
                     let allowed = holds(&model, e.id, e.permissions.get(action), &rec, pc, &rows);
                     let expected = if !readable {
@@ -291,7 +317,14 @@ async fn run_probe(model: Arc<AppModel>) -> Result<Report, String> {
                     };
                     let body = (action == Action::Update).then(|| json!({}));
                     let got = send(&client, pc, method, &format!("{list_url}/{id}"), body, Some("\"0\"")).await?;
-                    report.check(&pc.label, &e.name, action.as_str(), expected, got.0, &format!("{} {id} with a stale If-Match", action.as_str()));
+                    report.check(
+                        &pc.label,
+                        &e.name,
+                        action.as_str(),
+                        expected,
+                        got.0,
+                        &format!("{} {id} with a stale If-Match", action.as_str()),
+                    );
                 }
             }
             // Creates modelled on each seeded row (and on nothing, for
@@ -318,7 +351,14 @@ async fn run_probe(model: Arc<AppModel>) -> Result<Report, String> {
     Ok(report)
 }
 
-async fn send(client: &reqwest::Client, pc: &ProbeCaller, method: reqwest::Method, url: &str, body: Option<J>, if_match: Option<&str>) -> Result<(u16, J), String> {
+async fn send(
+    client: &reqwest::Client,
+    pc: &ProbeCaller,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<J>,
+    if_match: Option<&str>,
+) -> Result<(u16, J), String> {
     let mut req = client.request(method, url);
     if let Some(t) = &pc.token {
         req = req.bearer_auth(t);
@@ -369,7 +409,9 @@ fn seed_order(model: &AppModel) -> Vec<EntityId> {
 fn rule_literals(model: &AppModel, entity: EntityId, field: &str) -> Vec<Value> {
     fn walk(e: &Expr, field: &str, out: &mut Vec<Value>) {
         match e {
-            Expr::Compare { path, value, .. } if path.steps.len() == 1 && path.steps[0].name == field && *value != Value::Me => out.push(value.clone()),
+            Expr::Compare { path, value, .. } if path.steps.len() == 1 && path.steps[0].name == field && *value != Value::Me => {
+                out.push(value.clone())
+            }
             Expr::Not { expr } => walk(expr, field, out),
             Expr::And { items } | Expr::Or { items } => items.iter().for_each(|i| walk(i, field, out)),
             _ => {}
@@ -385,7 +427,14 @@ fn rule_literals(model: &AppModel, entity: EntityId, field: &str) -> Vec<Value> 
     out
 }
 
-fn seed_values(model: &AppModel, entity: EntityId, caller: &Caller, rows: &Rows, variant: usize, n: u64) -> Option<Vec<(charter_model::FieldId, DbValue)>> {
+fn seed_values(
+    model: &AppModel,
+    entity: EntityId,
+    caller: &Caller,
+    rows: &Rows,
+    variant: usize,
+    n: u64,
+) -> Option<Vec<(charter_model::FieldId, DbValue)>> {
     let e = model.entity(entity);
     let mut values = Vec::new();
     for (i, f) in e.fields.iter().enumerate() {
@@ -537,10 +586,15 @@ fn create_body(model: &AppModel, entity: EntityId, rec: &Record, n: u64) -> J {
         }
         let v = if f.unique {
             match (&f.ty, v) {
-                (FieldType::Text, J::String(s)) => J::String(format!("{n}{s}").chars().take(match &f.max {
-                    Some(charter_model::Bound::Length(m)) => *m as usize,
-                    _ => 10_000,
-                }).collect()),
+                (FieldType::Text, J::String(s)) => J::String(
+                    format!("{n}{s}")
+                        .chars()
+                        .take(match &f.max {
+                            Some(charter_model::Bound::Length(m)) => *m as usize,
+                            _ => 10_000,
+                        })
+                        .collect(),
+                ),
                 (FieldType::Email, _) => J::String(format!("u{n}@probe.invalid")),
                 (FieldType::Url, _) => J::String(format!("https://probe.invalid/u{n}")),
                 (FieldType::Int, _) => J::from(n as i64 + 1_000_000),
@@ -600,23 +654,23 @@ enum T {
     Unknown,
 }
 
-fn holds(model: &AppModel, entity: EntityId, rule: Option<&Expr>, rec: &Record, pc: &ProbeCaller, rows: &Rows) -> bool {
-    rule.is_some_and(|r| eval(model, entity, r, rec, pc, rows) == T::True)
+fn holds(model: &AppModel, _entity: EntityId, rule: Option<&Expr>, rec: &Record, pc: &ProbeCaller, rows: &Rows) -> bool {
+    rule.is_some_and(|r| eval(model, r, rec, pc, rows) == T::True)
 }
 
-fn eval(model: &AppModel, entity: EntityId, e: &Expr, rec: &Record, pc: &ProbeCaller, rows: &Rows) -> T {
+fn eval(model: &AppModel, e: &Expr, rec: &Record, pc: &ProbeCaller, rows: &Rows) -> T {
     let b = |x: bool| if x { T::True } else { T::False };
     match e {
         Expr::Anyone => T::True,
         Expr::SignedIn => b(pc.user.is_some()),
         Expr::Role { role } => b(pc.who == Who::Role(*role)),
-        Expr::Not { expr } => match eval(model, entity, expr, rec, pc, rows) {
+        Expr::Not { expr } => match eval(model, expr, rec, pc, rows) {
             T::True => T::False,
             T::False => T::True,
             T::Unknown => T::Unknown,
         },
         Expr::And { items } => {
-            let v: Vec<T> = items.iter().map(|i| eval(model, entity, i, rec, pc, rows)).collect();
+            let v: Vec<T> = items.iter().map(|i| eval(model, i, rec, pc, rows)).collect();
             if v.contains(&T::False) {
                 T::False
             } else if v.contains(&T::Unknown) {
@@ -626,7 +680,7 @@ fn eval(model: &AppModel, entity: EntityId, e: &Expr, rec: &Record, pc: &ProbeCa
             }
         }
         Expr::Or { items } => {
-            let v: Vec<T> = items.iter().map(|i| eval(model, entity, i, rec, pc, rows)).collect();
+            let v: Vec<T> = items.iter().map(|i| eval(model, i, rec, pc, rows)).collect();
             if v.contains(&T::True) {
                 T::True
             } else if v.contains(&T::Unknown) {

@@ -103,7 +103,7 @@ fn progress_printer() -> ProgressFn {
     let tty = std::io::stderr().is_terminal();
     let last = Arc::new(Mutex::new((String::new(), 0u64)));
     Arc::new(move |p: Progress| {
-        let pct = if p.total == 0 { 100 } else { p.done * 100 / p.total };
+        let pct = (p.done * 100).checked_div(p.total).unwrap_or(100);
         let mut last = last.lock().expect("progress lock");
         if tty {
             let width = 30;

@@ -49,7 +49,8 @@ async fn query<C: GenericClient>(c: &C, sql: &Sql) -> Result<Vec<tokio_postgres:
     let types = vec![Type::TEXT; sql.params.len()];
     let stmt = c.prepare_typed(&sql.text, &types).await?;
     let params: Vec<Param> = sql.params.iter().map(text_param).collect();
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
     c.query(&stmt, &refs).await
 }
 
@@ -57,7 +58,8 @@ async fn execute<C: GenericClient>(c: &C, sql: &Sql) -> Result<u64, tokio_postgr
     let types = vec![Type::TEXT; sql.params.len()];
     let stmt = c.prepare_typed(&sql.text, &types).await?;
     let params: Vec<Param> = sql.params.iter().map(text_param).collect();
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
     c.execute(&stmt, &refs).await
 }
 
@@ -159,7 +161,13 @@ impl PgRecords {
         Ok(Page { items, next, count })
     }
 
-    pub async fn create(&self, entity: EntityId, caller: &Caller, values: Vec<(FieldId, DbValue)>, rule: Option<Expr>) -> Result<Record, WriteError> {
+    pub async fn create(
+        &self,
+        entity: EntityId,
+        caller: &Caller,
+        values: Vec<(FieldId, DbValue)>,
+        rule: Option<Expr>,
+    ) -> Result<Record, WriteError> {
         let model = &self.model;
         let e = model.entity(entity);
         let mut client = self.db.client().await?;
@@ -273,14 +281,18 @@ impl PgRecords {
         // ON CONFLICT makes racing claims of one key serialise on the key.
         let inserted = tx
             .execute(
-                &format!("INSERT INTO \"{IDEMPOTENCY}\" (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"),
+                &format!(
+                    "INSERT INTO \"{IDEMPOTENCY}\" (scope, key, request_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+                ),
                 &[&scope, &key, &hash, &now_ms],
             )
             .await?;
         let claim = if inserted == 1 {
             Claim::New
         } else {
-            let row = tx.query_one(&format!("SELECT request_hash, response FROM \"{IDEMPOTENCY}\" WHERE scope = $1 AND key = $2"), &[&scope, &key]).await?;
+            let row = tx
+                .query_one(&format!("SELECT request_hash, response FROM \"{IDEMPOTENCY}\" WHERE scope = $1 AND key = $2"), &[&scope, &key])
+                .await?;
             let (h, response): (String, Option<String>) = (row.get(0), row.get(1));
             match response {
                 _ if h != hash => Claim::Mismatch,
@@ -294,20 +306,31 @@ impl PgRecords {
 
     pub async fn idempotency_finish(&self, scope: &str, key: &str, response: &str) -> Result<(), StoreError> {
         let client = self.db.client().await?;
-        client.execute(&format!("UPDATE \"{IDEMPOTENCY}\" SET response = $3 WHERE scope = $1 AND key = $2"), &[&scope, &key, &response]).await?;
+        client
+            .execute(&format!("UPDATE \"{IDEMPOTENCY}\" SET response = $3 WHERE scope = $1 AND key = $2"), &[&scope, &key, &response])
+            .await?;
         Ok(())
     }
 
     pub async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<(), StoreError> {
         let client = self.db.client().await?;
-        client.execute(&format!("DELETE FROM \"{IDEMPOTENCY}\" WHERE scope = $1 AND key = $2 AND response IS NULL"), &[&scope, &key]).await?;
+        client
+            .execute(&format!("DELETE FROM \"{IDEMPOTENCY}\" WHERE scope = $1 AND key = $2 AND response IS NULL"), &[&scope, &key])
+            .await?;
         Ok(())
     }
 }
 
 /// The row's version if the caller may read it and `rule` holds for it;
 /// the row stays locked until the transaction ends.
-async fn access<C: GenericClient>(c: &C, model: &AppModel, entity: EntityId, caller: &Caller, id: &str, rule: Option<&Expr>) -> Result<i64, WriteError> {
+async fn access<C: GenericClient>(
+    c: &C,
+    model: &AppModel,
+    entity: EntityId,
+    caller: &Caller,
+    id: &str,
+    rule: Option<&Expr>,
+) -> Result<i64, WriteError> {
     let e = model.entity(entity);
     let mut sql = Sql::new(Dialect::Postgres);
     let read = predicate(&mut sql, model, entity, e.permissions.get(Action::Read), &RowSource::Alias("t"), caller);
@@ -330,7 +353,13 @@ async fn access<C: GenericClient>(c: &C, model: &AppModel, entity: EntityId, cal
 
 /// Every reference being set must point at a row the caller can read;
 /// otherwise it is reported exactly like an id that does not exist.
-async fn check_references<C: GenericClient>(c: &C, model: &AppModel, entity: EntityId, caller: &Caller, values: &[(FieldId, DbValue)]) -> Result<(), WriteError> {
+async fn check_references<C: GenericClient>(
+    c: &C,
+    model: &AppModel,
+    entity: EntityId,
+    caller: &Caller,
+    values: &[(FieldId, DbValue)],
+) -> Result<(), WriteError> {
     for (fid, v) in values {
         let f = model.entity(entity).field(*fid);
         let (FieldType::Ref(target), DbValue::Text(id)) = (&f.ty, v) else { continue };
@@ -353,7 +382,9 @@ async fn read_row<C: GenericClient>(c: &C, model: &AppModel, entity: EntityId, c
     let p = sql.param(DbValue::Text(id.to_string()), ColumnType::Text);
     sql.push(&format!("SELECT {select} FROM {} t WHERE t.\"id\" = {p}", ident(&model.entity(entity).plural)));
     let rows = query(c, &sql).await.map_err(StoreError::from)?;
-    rows.first().map(|r| row_to_record(model, entity, r, 0)).ok_or_else(|| WriteError::Store(StoreError::Internal("the written row is gone".into())))
+    rows.first()
+        .map(|r| row_to_record(model, entity, r, 0))
+        .ok_or_else(|| WriteError::Store(StoreError::Internal("the written row is gone".into())))
 }
 
 /// Maps constraint failures to what they mean; anything else is internal.

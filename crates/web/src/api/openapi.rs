@@ -14,7 +14,13 @@ pub fn routes(app: &SharedApp) -> Router<SharedApp> {
         "/openapi.json",
         get(move |_: State<SharedApp>| {
             let doc = doc.clone();
-            async move { Response::builder().header("content-type", "application/json").body(axum::body::Body::from(doc.to_vec())).expect("valid").into_response() }
+            async move {
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(doc.to_vec()))
+                    .expect("valid")
+                    .into_response()
+            }
         }),
     )
 }

@@ -18,8 +18,7 @@ use serde_json::Value as J;
 
 /// The routes of every entity of the app's model.
 pub fn routes(app: &SharedApp) -> Router<SharedApp> {
-    let mut router = Router::new()
-        .route("/users/me", get(get_me).patch(patch_me));
+    let mut router = Router::new().route("/users/me", get(get_me).patch(patch_me));
     for e in &app.model.entities {
         let entity = e.id;
         router = router
@@ -98,7 +97,13 @@ async fn update(
     Ok(with_etag(StatusCode::OK, record))
 }
 
-async fn delete(State(app): State<SharedApp>, Auth(caller): Auth, Path(id): Path<String>, headers: HeaderMap, entity: EntityId) -> Result<Response, Problem> {
+async fn delete(
+    State(app): State<SharedApp>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    entity: EntityId,
+) -> Result<Response, Problem> {
     app.delete_record(&caller, entity, &id, if_match(&headers)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -108,7 +113,12 @@ async fn get_me(State(app): State<SharedApp>, Auth(caller): Auth) -> Result<Resp
     Ok(with_etag(StatusCode::OK, record))
 }
 
-async fn patch_me(State(app): State<SharedApp>, Auth(caller): Auth, headers: HeaderMap, JsonBody(body): JsonBody<J>) -> Result<Response, Problem> {
+async fn patch_me(
+    State(app): State<SharedApp>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<J>,
+) -> Result<Response, Problem> {
     let record = app.update_me(&caller, &body, if_match(&headers)).await?;
     debug_assert_eq!(app.model.entity(USER).plural, "users");
     Ok(with_etag(StatusCode::OK, record))
