@@ -84,12 +84,46 @@ pub async fn spawn_app_with(spec: &str, configure: impl FnOnce(&mut AppConfig)) 
     let db = SqliteDb::open(&dir.path().join("app.db"), false).expect("open database");
     let report = db.migrate(&model, MigrateOptions::default()).expect("migrate");
     assert!(report.applied, "the schema is created");
+    serve(model, Database::Sqlite(db), dir, configure).await
+}
+
+/// Like `spawn_app`, on a new database of the PostgreSQL server at
+/// `CHARTER_TEST_POSTGRES_URL` (set by `./scripts/test`). Panics when it is
+/// unset: a PostgreSQL test never silently passes.
+pub async fn spawn_app_postgres(spec: &str) -> TestApp {
+    let compiled = charter_model::compile(spec);
+    let model = Arc::new(compiled.model.unwrap_or_else(|| panic!("the test spec does not compile: {:?}", compiled.diagnostics)));
+    let admin = std::env::var("CHARTER_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| panic!("CHARTER_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server; run ./scripts/test, which starts one"));
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "charter_kit_{}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect to the test PostgreSQL");
+    tokio::spawn(connection);
+    client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create the test database");
+    let base = admin.split('?').next().unwrap_or(&admin);
+    let cut = base.rfind('/').filter(|i| *i > base.find("://").map_or(0, |s| s + 2)).unwrap_or(base.len());
+    let url = format!("{}/{name}", &base[..cut]);
+    let config = charter_store::StoreConfig { url: charter_store::DatabaseUrl::Postgres(url), synchronous_full: false };
+    let db = Database::open(&config).await.expect("open the test database");
+    let report = db.migrate(&model, MigrateOptions::default()).await.expect("migrate");
+    assert!(report.applied, "the schema is created");
+    serve(model, db, tempfile::tempdir().expect("temp dir"), |_| {}).await
+}
+
+async fn serve(model: Arc<charter_model::AppModel>, db: Database, dir: tempfile::TempDir, configure: impl FnOnce(&mut AppConfig)) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let mut config = AppConfig::dev(url.clone());
     configure(&mut config);
     let clock = Arc::new(TestClock::new());
-    let app = Arc::new(App::new(model, config, Database::Sqlite(db), clock.clone()).expect("app"));
+    let app = Arc::new(App::new(model, config, db, clock.clone()).expect("app"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let served = app.clone();
     let leaks = Leaks::default();

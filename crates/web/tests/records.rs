@@ -1,7 +1,55 @@
 //! The records API over HTTP (http-api.md, Records), with specs whose rules
 //! let anonymous callers in, so nothing here depends on sessions.
 
-use charter_testkit::{spawn_app, TestApp};
+use charter_testkit::{spawn_app, spawn_app_postgres, TestApp};
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+async fn spawn(backend: Backend, spec: &str) -> TestApp {
+    match backend {
+        Backend::Sqlite => spawn_app(spec).await,
+        Backend::Postgres => spawn_app_postgres(spec).await,
+    }
+}
+
+/// Every scenario runs on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    create_applies_defaults_and_answers_201_with_location_and_etag,
+    every_field_error_is_reported_at_once,
+    unknown_fields_are_400_and_server_fields_are_422,
+    updates_respect_read_only_versions_and_if_match,
+    require_if_match_setting_gives_428,
+    unique_and_restrict_are_409_and_invisible_references_are_not_found,
+    lists_filter_sort_and_count_in_the_database,
+    bad_list_queries_are_400_naming_the_problem,
+    cursors_walk_every_row_once_while_rows_come_and_go_and_cannot_be_edited,
+    idempotency_keys_create_once_and_replay_the_first_response,
+    concurrent_if_match_increments_lose_no_update,
+    users_me_needs_a_session_and_user_rows_are_private_by_default,
+    openapi_document_lists_every_entity_route,
+    compressed_problem_responses_decode,
+);
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -94,9 +142,8 @@ fn codes(problem: &Value) -> Vec<(String, String)> {
     out
 }
 
-#[tokio::test]
-async fn create_applies_defaults_and_answers_201_with_location_and_etag() {
-    let app = spawn_app(SHOP).await;
+async fn create_applies_defaults_and_answers_201_with_location_and_etag(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let (s, h, item) = post(
         &app,
         "/api/items",
@@ -121,9 +168,8 @@ async fn create_applies_defaults_and_answers_201_with_location_and_etag() {
     assert_eq!(got, item);
 }
 
-#[tokio::test]
-async fn every_field_error_is_reported_at_once() {
-    let app = spawn_app(SHOP).await;
+async fn every_field_error_is_reported_at_once(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let (s, h, p) = post(
         &app,
         "/api/items",
@@ -173,9 +219,8 @@ async fn every_field_error_is_reported_at_once() {
     assert_eq!(list["count"], 0);
 }
 
-#[tokio::test]
-async fn unknown_fields_are_400_and_server_fields_are_422() {
-    let app = spawn_app(SHOP).await;
+async fn unknown_fields_are_400_and_server_fields_are_422(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let (s, _, p) = post(&app, "/api/items", json!({"name": "Saw", "colour": "red", "size": 1})).await;
     assert_eq!(s, 400);
     let detail = p["detail"].as_str().unwrap();
@@ -193,9 +238,8 @@ async fn unknown_fields_are_400_and_server_fields_are_422() {
     assert_eq!(r.status(), 400, "malformed JSON");
 }
 
-#[tokio::test]
-async fn updates_respect_read_only_versions_and_if_match() {
-    let app = spawn_app(SHOP).await;
+async fn updates_respect_read_only_versions_and_if_match(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let (_, _, item) = post(&app, "/api/items", json!({"name": "Drill", "locked": "v1"})).await;
     let path = format!("/api/items/{}", item["id"].as_str().unwrap());
     let (s, _, p) = send(&app, reqwest::Method::PATCH, &path, Some(json!({"locked": "v2", "qty": 3})), &[]).await;
@@ -222,10 +266,9 @@ async fn updates_respect_read_only_versions_and_if_match() {
     assert_eq!(send(&app, reqwest::Method::DELETE, &path, None, &[]).await.0, 404);
 }
 
-#[tokio::test]
-async fn require_if_match_setting_gives_428() {
+async fn require_if_match_setting_gives_428(backend: Backend) {
     let spec = SHOP.replace("- page size: 5", "- page size: 5\n- require if-match: yes");
-    let app = spawn_app(&spec).await;
+    let app = spawn(backend, &spec).await;
     let (_, _, item) = post(&app, "/api/items", json!({"name": "Pliers"})).await;
     let path = format!("/api/items/{}", item["id"].as_str().unwrap());
     assert_eq!(send(&app, reqwest::Method::PATCH, &path, Some(json!({"qty": 2})), &[]).await.0, 428);
@@ -233,9 +276,8 @@ async fn require_if_match_setting_gives_428() {
     assert_eq!(send(&app, reqwest::Method::PATCH, &path, Some(json!({"qty": 2})), &[("if-match", "\"1\"")]).await.0, 200);
 }
 
-#[tokio::test]
-async fn unique_and_restrict_are_409_and_invisible_references_are_not_found() {
-    let app = spawn_app(SHOP).await;
+async fn unique_and_restrict_are_409_and_invisible_references_are_not_found(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let (_, _, item) = post(&app, "/api/items", json!({"name": "Vice"})).await;
     let (s, _, p) = post(&app, "/api/items", json!({"name": "Vice"})).await;
     assert_eq!(s, 409);
@@ -270,9 +312,8 @@ async fn unique_and_restrict_are_409_and_invisible_references_are_not_found() {
     assert_eq!(get(&app, &shelf_path).await.1["hidden"], false);
 }
 
-#[tokio::test]
-async fn lists_filter_sort_and_count_in_the_database() {
-    let app = spawn_app(SHOP).await;
+async fn lists_filter_sort_and_count_in_the_database(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     for (name, qty, kind, price) in [
         ("Anvil", 5, "tool", "10.5"),
         ("Ball", 2, "toy", "2"),
@@ -311,9 +352,8 @@ async fn lists_filter_sort_and_count_in_the_database() {
     assert!(created.windows(2).all(|w| w[0] >= w[1]), "newest first by default: {created:?}");
 }
 
-#[tokio::test]
-async fn bad_list_queries_are_400_naming_the_problem() {
-    let app = spawn_app(SHOP).await;
+async fn bad_list_queries_are_400_naming_the_problem(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     for (query, needle) in [
         ("colour=red", "`colour`"),
         ("qty__between=1", "`__between`"),
@@ -339,9 +379,8 @@ async fn bad_list_queries_are_400_naming_the_problem() {
     assert_eq!(get(&app, &format!("/api/items?qty__in={many}")).await.0, 400, "__in is capped");
 }
 
-#[tokio::test]
-async fn cursors_walk_every_row_once_while_rows_come_and_go_and_cannot_be_edited() {
-    let app = spawn_app(SHOP).await;
+async fn cursors_walk_every_row_once_while_rows_come_and_go_and_cannot_be_edited(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let mut ids = Vec::new();
     for i in 0..23 {
         let (_, _, v) = post(&app, "/api/items", json!({"name": format!("n{i:02}"), "qty": i % 4})).await;
@@ -389,9 +428,8 @@ async fn cursors_walk_every_row_once_while_rows_come_and_go_and_cannot_be_edited
     assert_eq!(get(&app, &format!("/api/items?sort=qty,-name&limit=4&after={edited}")).await.0, 400, "an edited cursor is 400");
 }
 
-#[tokio::test]
-async fn idempotency_keys_create_once_and_replay_the_first_response() {
-    let app = spawn_app(SHOP).await;
+async fn idempotency_keys_create_once_and_replay_the_first_response(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let key = [("idempotency-key", "order-77")];
     let (s1, h1, v1) = send(&app, reqwest::Method::POST, "/api/items", Some(json!({"name": "Clamp"})), &key).await;
     let (s2, h2, v2) = send(&app, reqwest::Method::POST, "/api/items", Some(json!({"name": "Clamp"})), &key).await;
@@ -425,9 +463,8 @@ async fn idempotency_keys_create_once_and_replay_the_first_response() {
     assert_eq!(list["count"], 1);
 }
 
-#[tokio::test]
-async fn concurrent_if_match_increments_lose_no_update() {
-    let app = spawn_app(SHOP).await;
+async fn concurrent_if_match_increments_lose_no_update(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let (_, _, item) = post(&app, "/api/items", json!({"name": "Counter", "qty": 0})).await;
     let path = app.at(&format!("/api/items/{}", item["id"].as_str().unwrap()));
     let mut handles = Vec::new();
@@ -462,9 +499,8 @@ async fn concurrent_if_match_increments_lose_no_update() {
     assert_eq!(v["version"], 41);
 }
 
-#[tokio::test]
-async fn users_me_needs_a_session_and_user_rows_are_private_by_default() {
-    let app = spawn_app(SHOP).await;
+async fn users_me_needs_a_session_and_user_rows_are_private_by_default(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     assert_eq!(get(&app, "/api/users/me").await.0, 401);
     let (s, v) = get(&app, "/api/users?count=true").await;
     assert_eq!((s, v["count"].clone()), (StatusCode::OK, json!(0)));
@@ -472,9 +508,8 @@ async fn users_me_needs_a_session_and_user_rows_are_private_by_default() {
     assert_eq!(s, 401, "create on User is denied by default, so an anonymous caller should sign in: {p}");
 }
 
-#[tokio::test]
-async fn openapi_document_lists_every_entity_route() {
-    let app = spawn_app(SHOP).await;
+async fn openapi_document_lists_every_entity_route(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let (s, doc) = get(&app, "/api/openapi.json").await;
     assert_eq!(s, 200);
     assert_eq!(doc["openapi"], "3.1.0");
@@ -486,9 +521,8 @@ async fn openapi_document_lists_every_entity_route() {
     assert_eq!(doc["components"]["schemas"]["Item"]["properties"]["kind"]["enum"], json!(["tool", "toy", null]));
 }
 
-#[tokio::test]
-async fn compressed_problem_responses_decode() {
-    let app = spawn_app(SHOP).await;
+async fn compressed_problem_responses_decode(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
     let client = reqwest::Client::builder().gzip(true).build().unwrap();
     let r = client.get(app.at("/api/items/nope")).header("x-request-id", "gz-1").send().await.unwrap();
     assert_eq!(r.status(), 404);
