@@ -47,6 +47,7 @@ pub fn document(model: &AppModel) -> J {
         paths.insert(format!("/api/{}/{{id}}", e.plural), item_path(e));
     }
     paths.insert("/api/users/me".into(), me_path(model));
+    auth_paths(&mut paths);
     paths.insert(
         "/api/openapi.json".into(),
         json!({"get": {
@@ -298,6 +299,168 @@ fn me_path(model: &AppModel) -> J {
             "responses": patch_responses
         }
     })
+}
+
+/// The auth routes (http-api.md, Auth). Their answers are objects whose
+/// `user` is the caller's `User` record.
+fn auth_paths(paths: &mut Map<String, J>) {
+    let body = |required: &[&str], props: J| {
+        json!({"required": true, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": false, "required": required, "properties": props
+        }}}})
+    };
+    let object = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let no_content = |d: &str| json!({"description": d});
+    let email = json!({"type": "string", "maxLength": 254});
+    let password = json!({"type": "string", "maxLength": 4096});
+    let session = json!({"type": "string", "enum": ["bearer", "cookie"], "description": "`cookie`: the session comes as the cookie only."});
+    let anonymous = json!([{}]);
+    let signed_in = json!([{"bearer": []}, {"cookie": []}]);
+    let mut op = |path: &str, method: &str, id: &str, summary: &str, security: &J, request: Option<J>, ok: (&str, J)| {
+        let mut responses = errors(&[
+            ("400", "Malformed request, or a bad, used or expired token (`invalid-token`)."),
+            ("401", "Not signed in, or the email or password is wrong."),
+            ("403", "Not allowed, or the email is not verified (`email-not-verified`)."),
+            ("404", "No such session."),
+            ("409", "A conflicting change."),
+            ("415", "The body is not application/json."),
+            ("422", "Validation failed; `errors` lists every field."),
+            ("429", "Too many attempts; see `Retry-After`."),
+            ("503", "Busy or unavailable."),
+            ("default", "An error, as problem+json."),
+        ]);
+        responses.insert(ok.0.into(), ok.1);
+        let mut o = json!({"operationId": id, "summary": summary, "tags": ["Auth"], "security": security, "responses": responses});
+        if let Some(r) = request {
+            o["requestBody"] = r;
+        }
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[method] = o;
+    };
+    op(
+        "/api/auth/signup",
+        "post",
+        "signup",
+        "Create an account (and, with verification off, sign in).",
+        &anonymous,
+        Some(body(
+            &["email", "password"],
+            json!({"email": email, "password": password, "name": {"type": "string", "maxLength": 200}, "session": session}),
+        )),
+        ("201", object("`{user}`, plus the session when verification is off.")),
+    );
+    op(
+        "/api/auth/verify",
+        "post",
+        "verify_email",
+        "Confirm an email address with the mailed token.",
+        &anonymous,
+        Some(body(&["token"], json!({"token": {"type": "string"}}))),
+        ("200", object("`{user}`.")),
+    );
+    op(
+        "/api/auth/verify/resend",
+        "post",
+        "resend_verification",
+        "Send the verification mail again.",
+        &anonymous,
+        Some(body(&["email"], json!({"email": email}))),
+        ("202", object("Always the same answer.")),
+    );
+    op(
+        "/api/auth/login",
+        "post",
+        "login",
+        "Sign in: a bearer token, or the session cookie with `\"session\": \"cookie\"`.",
+        &anonymous,
+        Some(body(&["email", "password"], json!({"email": email, "password": password, "session": session}))),
+        ("200", object("`{token, expires_at, user}` (bearer) or `{expires_at, user, csrf_token}` (cookie).")),
+    );
+    op("/api/auth/logout", "post", "logout", "End this session.", &signed_in, None, ("204", no_content("Signed out.")));
+    op(
+        "/api/auth/logout-all",
+        "post",
+        "logout_all",
+        "End every session of this user.",
+        &signed_in,
+        None,
+        ("204", no_content("Signed out everywhere.")),
+    );
+    op("/api/auth/me", "get", "auth_me", "The signed-in user.", &signed_in, None, ("200", object("`{user, csrf_token}`.")));
+    op("/api/auth/sessions", "get", "list_sessions", "This user's sessions.", &signed_in, None, ("200", object("`{items}`.")));
+    op(
+        "/api/auth/sessions/{id}",
+        "delete",
+        "revoke_session",
+        "End one of this user's sessions.",
+        &signed_in,
+        None,
+        ("204", no_content("Ended.")),
+    );
+    op(
+        "/api/auth/password/forgot",
+        "post",
+        "forgot_password",
+        "Mail a password reset link.",
+        &anonymous,
+        Some(body(&["email"], json!({"email": email}))),
+        ("202", object("Always the same answer.")),
+    );
+    op(
+        "/api/auth/password/reset",
+        "post",
+        "reset_password",
+        "Set a new password with the mailed token.",
+        &anonymous,
+        Some(body(&["token", "password"], json!({"token": {"type": "string"}, "password": password}))),
+        ("204", no_content("Reset; every session ended.")),
+    );
+    op(
+        "/api/auth/password/change",
+        "post",
+        "change_password",
+        "Change the password; other sessions end.",
+        &signed_in,
+        Some(body(&["current_password", "new_password"], json!({"current_password": password, "new_password": password}))),
+        ("204", no_content("Changed.")),
+    );
+    op(
+        "/api/auth/audit",
+        "get",
+        "audit_log",
+        "The security audit log, newest first (admins).",
+        &signed_in,
+        None,
+        ("200", object("`{items, next}`.")),
+    );
+    op(
+        "/api/users/{id}/sessions",
+        "delete",
+        "revoke_user_sessions",
+        "End every session of a user (who may update that user).",
+        &signed_in,
+        None,
+        ("204", no_content("Ended.")),
+    );
+    for path in ["/api/auth/sessions/{id}", "/api/users/{id}/sessions"] {
+        paths[path]["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    }
+    paths["/api/auth/audit"]["get"]["parameters"] = json!([
+        {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}},
+        {"name": "before", "in": "query", "required": false, "schema": {"type": "integer", "format": "int64"}}
+    ]);
+    paths.insert(
+        "/metrics".into(),
+        json!({"get": {
+            "operationId": "metrics", "summary": "Prometheus metrics; in prod only with `Authorization: Bearer $CHARTER_METRICS_TOKEN`.",
+            "security": [{"bearer": []}, {}],
+            "responses": {
+                "200": {"description": "Prometheus text.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "401": problem_response("The metrics token is missing or wrong."),
+                "404": problem_response("No metrics token is configured (prod).")
+            }
+        }}),
+    );
 }
 
 fn snake(name: &str) -> String {
