@@ -192,7 +192,9 @@ fn main() -> ExitCode {
         Command::Fmt { spec, check } => commands::fmt::run(&spec, check),
         Command::Openapi { spec } => commands::openapi::run(&spec),
         Command::Audit { spec, format, probe } => commands::audit::run(&spec, format, probe),
-        Command::Serve { spec, data, port, bind } => commands::serve::run(commands::serve::Args { spec: &spec, data: &data, port, bind: &bind }),
+        Command::Serve { spec, data, port, bind } => {
+            commands::serve::run(commands::serve::Args { spec: &spec, data: &data, port, bind: &bind })
+        }
         Command::Plan { spec, data, format } => {
             commands::migrate::run(commands::migrate::Args { spec: &spec, data: &data, allow_destructive: false, dry_run: true, format })
         }

@@ -16,9 +16,9 @@ mod values;
 
 pub use names::{plural_of, snake_case};
 pub use print::to_spec;
+pub use resolve::looks_like_email;
 pub use settings::{EmailVerification, LoginAttempts, Settings, Signup, SETTING_KEYS};
 pub use values::{is_valid_date, is_valid_datetime, is_valid_decimal};
-pub use resolve::looks_like_email;
 
 use charter_spec::Diagnostic;
 use serde::Serialize;
@@ -320,12 +320,24 @@ pub enum Expr {
     Anyone,
     SignedIn,
     /// The caller is signed in and has this role.
-    Role { role: RoleId },
+    Role {
+        role: RoleId,
+    },
     /// The row's value at `path` compared with `value`.
-    Compare { path: Path, op: CompareOp, value: Value },
-    Not { expr: Box<Expr> },
-    And { items: Vec<Expr> },
-    Or { items: Vec<Expr> },
+    Compare {
+        path: Path,
+        op: CompareOp,
+        value: Value,
+    },
+    Not {
+        expr: Box<Expr>,
+    },
+    And {
+        items: Vec<Expr>,
+    },
+    Or {
+        items: Vec<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

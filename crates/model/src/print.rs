@@ -89,9 +89,8 @@ fn print_entity(out: &mut String, model: &AppModel, e: &Entity) {
 /// header). Widths count characters.
 pub fn render_table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0).max(3))
-        .collect();
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0).max(3)).collect();
     let mut out = String::new();
     for (i, row) in rows.iter().enumerate() {
         out.push('|');

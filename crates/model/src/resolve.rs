@@ -97,10 +97,16 @@ fn record_builtins() -> Vec<Field> {
 
 fn builtin_user() -> Entity {
     let mut fields = record_builtins();
-    fields.insert(1, Field { required: true, unique: true, max: Some(Bound::Length(254)), ..field("email", FieldType::Email, Builtin::Email) });
+    fields.insert(
+        1,
+        Field { required: true, unique: true, max: Some(Bound::Length(254)), ..field("email", FieldType::Email, Builtin::Email) },
+    );
     fields.insert(2, Field { max: Some(Bound::Length(200)), ..field("name", FieldType::Text, Builtin::Name) });
     fields.insert(3, Field { required: true, ..field("role", FieldType::Role, Builtin::Role) });
-    fields.insert(4, Field { required: true, default: Some(DefaultValue::Bool(false)), ..field("verified", FieldType::Bool, Builtin::Verified) });
+    fields.insert(
+        4,
+        Field { required: true, default: Some(DefaultValue::Bool(false)), ..field("verified", FieldType::Bool, Builtin::Verified) },
+    );
     Entity {
         id: USER,
         name: "User".into(),
@@ -261,9 +267,13 @@ impl Resolver {
         if let Some(other) = model.entities.iter().find(|e| e.plural == plural) {
             let other = other.name.clone();
             self.err(
-                Diagnostic::new(Code::DuplicateEntity, decl.name.span, format!("`{name}` and `{other}` would share the API path `/api/{plural}`"))
-                    .label("path already taken")
-                    .help("rename one of the entities"),
+                Diagnostic::new(
+                    Code::DuplicateEntity,
+                    decl.name.span,
+                    format!("`{name}` and `{other}` would share the API path `/api/{plural}`"),
+                )
+                .label("path already taken")
+                .help("rename one of the entities"),
             );
             return None;
         }
@@ -332,9 +342,13 @@ impl Resolver {
                 let exists = new_fields.iter().any(|o| o.name == *old) || model.entity(id).field_by_name(old).is_some();
                 if exists || *old == f.name {
                     self.err(
-                        Diagnostic::new(Code::BadRename, span.unwrap_or(row.span), format!("`{old}` still exists, so nothing was renamed from it"))
-                            .label("names a field that is still declared")
-                            .help("a rename hint names the field's old name, which no field has any more"),
+                        Diagnostic::new(
+                            Code::BadRename,
+                            span.unwrap_or(row.span),
+                            format!("`{old}` still exists, so nothing was renamed from it"),
+                        )
+                        .label("names a field that is still declared")
+                        .help("a rename hint names the field's old name, which no field has any more"),
                     );
                 }
             }
@@ -436,7 +450,9 @@ impl Resolver {
                             self.err(
                                 Diagnostic::new(Code::UnknownType, n.span, format!("unknown type `{other}`"))
                                     .label("no entity or type has this name")
-                                    .maybe_help(help.or_else(|| Some(format!("types are {}, enum(...), or an entity name", TYPE_NAMES.join(", "))))),
+                                    .maybe_help(
+                                        help.or_else(|| Some(format!("types are {}, enum(...), or an entity name", TYPE_NAMES.join(", ")))),
+                                    ),
                             );
                             return None;
                         }
@@ -527,9 +543,13 @@ impl Resolver {
             }
             let not_for = |this: &mut Self, what: &str| {
                 this.err(
-                    Diagnostic::new(Code::RuleNotForType, rule.span, format!("`{what}` does not apply to {} {ty_name} field", article(&ty_name)))
-                        .label(format!("`{}` is {ty_name}", f.name))
-                        .help(rule_help(what)),
+                    Diagnostic::new(
+                        Code::RuleNotForType,
+                        rule.span,
+                        format!("`{what}` does not apply to {} {ty_name} field", article(&ty_name)),
+                    )
+                    .label(format!("`{}` is {ty_name}", f.name))
+                    .help(rule_help(what)),
                 );
             };
             match &rule.kind {
@@ -613,9 +633,7 @@ impl Resolver {
                     }
                 }
                 Err((msg, help)) => self.err(
-                    Diagnostic::new(Code::BadDefault, rule.span.to(lit.span), msg)
-                        .label("not a valid default for this field")
-                        .help(help),
+                    Diagnostic::new(Code::BadDefault, rule.span.to(lit.span), msg).label("not a valid default for this field").help(help),
                 ),
             }
         }
@@ -627,9 +645,13 @@ impl Resolver {
             FieldType::Int | FieldType::Decimal | FieldType::Date => "value",
             _ => {
                 self.err(
-                    Diagnostic::new(Code::RuleNotForType, rule.span, format!("bounds do not apply to {} {ty_name} field", article(ty_name)))
-                        .label(format!("`{}` is {ty_name}", f.name))
-                        .help("bounds limit the length of text, email and url, and the value of int, decimal and date"),
+                    Diagnostic::new(
+                        Code::RuleNotForType,
+                        rule.span,
+                        format!("bounds do not apply to {} {ty_name} field", article(ty_name)),
+                    )
+                    .label(format!("`{}` is {ty_name}", f.name))
+                    .help("bounds limit the length of text, email and url, and the value of int, decimal and date"),
                 );
                 return;
             }
@@ -663,7 +685,9 @@ impl Resolver {
         if let Some(l) = lo {
             if let Some(existing) = &f.max {
                 if bound_gt(&l, existing) {
-                    self.err(Diagnostic::new(Code::BadBounds, rule.span, "`min` is above `max`").label("no value fits").help("swap the bounds"));
+                    self.err(
+                        Diagnostic::new(Code::BadBounds, rule.span, "`min` is above `max`").label("no value fits").help("swap the bounds"),
+                    );
                     return;
                 }
             }
@@ -672,7 +696,9 @@ impl Resolver {
         if let Some(h) = hi {
             if let Some(existing) = &f.min {
                 if bound_gt(existing, &h) {
-                    self.err(Diagnostic::new(Code::BadBounds, rule.span, "`max` is below `min`").label("no value fits").help("swap the bounds"));
+                    self.err(
+                        Diagnostic::new(Code::BadBounds, rule.span, "`max` is below `min`").label("no value fits").help("swap the bounds"),
+                    );
                     return;
                 }
             }
@@ -684,9 +710,13 @@ impl Resolver {
         let Some(block) = &decl.permissions else {
             if id != USER && decl.table.is_some() {
                 self.err(
-                    Diagnostic::new(Code::NoPermissions, decl.name.span, format!("`{}` has no permissions: every action on it is denied", decl.name.value))
-                        .label("no `Permissions:` list")
-                        .help("add `Permissions:` with a line per action, e.g. `- read: signed in`"),
+                    Diagnostic::new(
+                        Code::NoPermissions,
+                        decl.name.span,
+                        format!("`{}` has no permissions: every action on it is denied", decl.name.value),
+                    )
+                    .label("no `Permissions:` list")
+                    .help("add `Permissions:` with a line per action, e.g. `- read: signed in`"),
                 );
             }
             return;
@@ -715,7 +745,8 @@ impl Resolver {
                 let field = match &t.field {
                     None => None,
                     Some(fname) => {
-                        let allowed = id == USER && matches!((action, fname.value.as_str()), (Action::Update, "role") | (Action::Read, "email"));
+                        let allowed =
+                            id == USER && matches!((action, fname.value.as_str()), (Action::Update, "role") | (Action::Read, "email"));
                         if !allowed {
                             let label = if id == USER {
                                 "only `update role` and `read email` are field-scoped"
@@ -723,9 +754,13 @@ impl Resolver {
                                 "field-scoped permissions exist only for `User`"
                             };
                             self.err(
-                                Diagnostic::new(Code::FieldPermission, fname.span.to(t.action.span), format!("`{} {}` is not a permission charter has", t.action.value, fname.value))
-                                    .label(label)
-                                    .help("the only field-scoped lines are `- update role: ...` and `- read email: ...` under `### User`"),
+                                Diagnostic::new(
+                                    Code::FieldPermission,
+                                    fname.span.to(t.action.span),
+                                    format!("`{} {}` is not a permission charter has", t.action.value, fname.value),
+                                )
+                                .label(label)
+                                .help("the only field-scoped lines are `- update role: ...` and `- read email: ...` under `### User`"),
                             );
                             continue;
                         }
@@ -734,9 +769,13 @@ impl Resolver {
                 };
                 if seen.contains(&(action, field)) {
                     self.err(
-                        Diagnostic::new(Code::DuplicateAction, t.action.span, format!("`{}` already has a rule in this entity", target_name(action, field, model)))
-                            .label("given a rule again here")
-                            .help("combine the conditions into one line with `or`"),
+                        Diagnostic::new(
+                            Code::DuplicateAction,
+                            t.action.span,
+                            format!("`{}` already has a rule in this entity", target_name(action, field, model)),
+                        )
+                        .label("given a rule again here")
+                        .help("combine the conditions into one line with `or`"),
                     );
                     continue;
                 }
@@ -765,9 +804,13 @@ impl Resolver {
             );
         } else if action != Action::Read && const_value(expr) == Some(true) {
             self.err(
-                Diagnostic::new(Code::AlwaysTrueWrite, span, format!("anyone, even without signing in, may {} these rows", action.as_str()))
-                    .label("always true")
-                    .help("did you mean `signed in`, a role, or a row condition such as `owner = me`?"),
+                Diagnostic::new(
+                    Code::AlwaysTrueWrite,
+                    span,
+                    format!("anyone, even without signing in, may {} these rows", action.as_str()),
+                )
+                .label("always true")
+                .help("did you mean `signed in`, a role, or a row condition such as `owner = me`?"),
             );
         }
     }
@@ -848,7 +891,13 @@ impl Resolver {
                 self.err(
                     Diagnostic::new(Code::UnknownPathField, name.span, format!("`{}` has no field `{}`", e.name, name.value))
                         .label("unknown field")
-                        .maybe_help(help.or_else(|| Some(format!("the fields of `{}` are: {}", e.name, e.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "))))),
+                        .maybe_help(help.or_else(|| {
+                            Some(format!(
+                                "the fields of `{}` are: {}",
+                                e.name,
+                                e.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+                            ))
+                        })),
                 );
                 return None;
             };
@@ -858,12 +907,16 @@ impl Resolver {
                     FieldType::Ref(target) => entity = target,
                     _ => {
                         self.err(
-                            Diagnostic::new(Code::PathThroughValue, names[i + 1].span, format!("`{}` is not a reference, so the path cannot go on", name.value))
-                                .label({
-                                    let tn = type_name(&f.ty, model);
-                                    format!("`{}.{}` is {} {tn} field", e.name, name.value, article(&tn))
-                                })
-                                .help("only references to other entities can be followed with `.`"),
+                            Diagnostic::new(
+                                Code::PathThroughValue,
+                                names[i + 1].span,
+                                format!("`{}` is not a reference, so the path cannot go on", name.value),
+                            )
+                            .label({
+                                let tn = type_name(&f.ty, model);
+                                format!("`{}.{}` is {} {tn} field", e.name, name.value, article(&tn))
+                            })
+                            .help("only references to other entities can be followed with `.`"),
                         );
                         return None;
                     }
@@ -907,7 +960,13 @@ impl Resolver {
             (FieldType::Json, _) => Err(format!("`{}` is json, which conditions cannot compare", path.dotted())),
             (t, _) => {
                 let tn = type_name(t, model);
-                Err(format!("`{}` is {} {tn} field, and `{}` is not {} {tn} value", path.dotted(), article(&tn), literal_text(lit), article(&tn)))
+                Err(format!(
+                    "`{}` is {} {tn} field, and `{}` is not {} {tn} value",
+                    path.dotted(),
+                    article(&tn),
+                    literal_text(lit),
+                    article(&tn)
+                ))
             }
         };
         match result {
@@ -915,14 +974,18 @@ impl Resolver {
             Err(msg) => {
                 let dotted = path.dotted();
                 let help = match (&f.ty, &lit.kind) {
-                    (FieldType::Text | FieldType::Email | FieldType::Url, LiteralKind::Word(w)) if w != "me" => format!("text values are quoted: `{dotted} = \"{w}\"`"),
+                    (FieldType::Text | FieldType::Email | FieldType::Url, LiteralKind::Word(w)) if w != "me" => {
+                        format!("text values are quoted: `{dotted} = \"{w}\"`")
+                    }
                     (FieldType::Bool, _) => "compare with `true` or `false`".into(),
                     (FieldType::Int, _) => format!("compare with a whole number, like `{dotted} = 3`"),
                     (FieldType::Decimal, _) => format!("compare with a number, like `{dotted} = 9.99`"),
                     (FieldType::Date, _) => "write dates as `2025-01-31`".into(),
                     (FieldType::DateTime, _) => "write instants as \"2025-01-31T12:00:00Z\"".into(),
-                    (FieldType::Enum(members), LiteralKind::Word(w) | LiteralKind::String(w)) => did_you_mean(w, members.iter().map(String::as_str))
-                        .unwrap_or_else(|| format!("write one of the members, bare: `{dotted} = {}`", members[0])),
+                    (FieldType::Enum(members), LiteralKind::Word(w) | LiteralKind::String(w)) => {
+                        did_you_mean(w, members.iter().map(String::as_str))
+                            .unwrap_or_else(|| format!("write one of the members, bare: `{dotted} = {}`", members[0]))
+                    }
                     (FieldType::Enum(members), _) => format!("write one of the members, bare: `{dotted} = {}`", members[0]),
                     (FieldType::Role, _) => {
                         let roles = model.roles.iter().map(|r| r.name.as_str());
@@ -933,7 +996,9 @@ impl Resolver {
                         typo.unwrap_or_else(|| format!("the roles are: {}", roles.collect::<Vec<_>>().join(", ")))
                     }
                     (FieldType::Json, _) => "compare a field of another type".into(),
-                    (FieldType::Ref(_) | FieldType::Id, _) => "compare a reference to `User` with `me`, or a reference with an id in quotes".into(),
+                    (FieldType::Ref(_) | FieldType::Id, _) => {
+                        "compare a reference to `User` with `me`, or a reference with an id in quotes".into()
+                    }
                     _ => "`me` matches references to `User`; other values must be of the field's type".into(),
                 };
                 self.err(Diagnostic::new(Code::ValueType, lit.span, msg).label("cannot be compared").help(help));
@@ -961,7 +1026,11 @@ fn not_an_int(n: &str) -> String {
 }
 
 fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 fn doc_declares(model: &AppModel, name: &str) -> bool {
@@ -1028,16 +1097,12 @@ fn rule_help(rule: &str) -> String {
 }
 
 fn compile_pattern(p: &str) -> Result<(), String> {
-    regex::RegexBuilder::new(&format!("^(?:{p})$"))
-        .size_limit(1 << 20)
-        .build()
-        .map(|_| ())
-        .map_err(|e| {
-            let text = e.to_string();
-            // The regex crate's message ends with a one-line summary.
-            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim();
-            last.strip_prefix("error: ").unwrap_or(last).to_string()
-        })
+    regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build().map(|_| ()).map_err(|e| {
+        let text = e.to_string();
+        // The regex crate's message ends with a one-line summary.
+        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim();
+        last.strip_prefix("error: ").unwrap_or(last).to_string()
+    })
 }
 
 fn bound_value(ty: &FieldType, lit: &syn::Literal) -> Result<Bound, &'static str> {
@@ -1070,13 +1135,27 @@ fn decimal_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (ib, fb) = norm(b);
     let zero_a = ia.is_empty() && fa.is_empty();
     let zero_b = ib.is_empty() && fb.is_empty();
-    let sign = |neg: bool, zero: bool| if zero { 0 } else if neg { -1 } else { 1 };
+    let sign = |neg: bool, zero: bool| {
+        if zero {
+            0
+        } else if neg {
+            -1
+        } else {
+            1
+        }
+    };
     let (sa, sb) = (sign(neg_a, zero_a), sign(neg_b, zero_b));
     if sa != sb {
         return sa.cmp(&sb);
     }
     let mag = ia.len().cmp(&ib.len()).then_with(|| ia.cmp(&ib)).then_with(|| fa.cmp(&fb));
-    if sa < 0 { mag.reverse() } else if sa == 0 { Ordering::Equal } else { mag }
+    if sa < 0 {
+        mag.reverse()
+    } else if sa == 0 {
+        Ordering::Equal
+    } else {
+        mag
+    }
 }
 
 fn bound_gt(a: &Bound, b: &Bound) -> bool {
@@ -1094,27 +1173,40 @@ fn default_value(f: &Field, lit: &syn::Literal, model: &AppModel) -> Result<Defa
     let bad = |msg: String, help: &str| Err((msg, help.to_string()));
     match (&f.ty, &lit.kind) {
         (FieldType::Ref(USER), LiteralKind::Word(w)) if w == "me" => Ok(DefaultValue::Me),
-        (_, LiteralKind::Word(w)) if w == "me" => bad("`default me` is only for references to `User`".into(), "give the field the type `User`, or remove the default"),
+        (_, LiteralKind::Word(w)) if w == "me" => {
+            bad("`default me` is only for references to `User`".into(), "give the field the type `User`, or remove the default")
+        }
         (FieldType::DateTime, LiteralKind::Word(w)) if w == "now" => Ok(DefaultValue::Now),
-        (_, LiteralKind::Word(w)) if w == "now" => bad("`default now` is only for datetime fields".into(), "for a date, use `default today`"),
+        (_, LiteralKind::Word(w)) if w == "now" => {
+            bad("`default now` is only for datetime fields".into(), "for a date, use `default today`")
+        }
         (FieldType::Date, LiteralKind::Word(w)) if w == "today" => Ok(DefaultValue::Today),
-        (_, LiteralKind::Word(w)) if w == "today" => bad("`default today` is only for date fields".into(), "for a datetime, use `default now`"),
-        (FieldType::Ref(_), _) => bad(format!("{} {tn} field cannot have a literal default", article(&tn)), "references default only to `me` (for `User`)"),
+        (_, LiteralKind::Word(w)) if w == "today" => {
+            bad("`default today` is only for date fields".into(), "for a datetime, use `default now`")
+        }
+        (FieldType::Ref(_), _) => {
+            bad(format!("{} {tn} field cannot have a literal default", article(&tn)), "references default only to `me` (for `User`)")
+        }
         (FieldType::Bool, LiteralKind::Word(w)) if w == "true" || w == "false" => Ok(DefaultValue::Bool(w == "true")),
         (FieldType::Bool, _) => bad("a bool default is `true` or `false`".into(), "write `default false`"),
-        (FieldType::Int, LiteralKind::Number(n)) => n.parse().map(DefaultValue::Int).or_else(|_| bad(not_an_int(n), "write a whole number, like `default 0`")),
+        (FieldType::Int, LiteralKind::Number(n)) => {
+            n.parse().map(DefaultValue::Int).or_else(|_| bad(not_an_int(n), "write a whole number, like `default 0`"))
+        }
         (FieldType::Int, _) => bad("an int default is a whole number".into(), "write `default 0`"),
         (FieldType::Decimal, LiteralKind::Number(n)) if is_valid_decimal(n) => Ok(DefaultValue::Decimal(n.clone())),
         (FieldType::Decimal, _) => bad("a decimal default is a number".into(), "write `default 0.00`"),
         (FieldType::Date, LiteralKind::Date(d)) if is_valid_date(d) => Ok(DefaultValue::Date(d.clone())),
         (FieldType::Date, _) => bad("a date default is `today` or a date".into(), "write `default today` or `default 2025-01-31`"),
         (FieldType::DateTime, LiteralKind::String(s)) if is_valid_datetime(s) => Ok(DefaultValue::DateTime(s.clone())),
-        (FieldType::DateTime, _) => bad("a datetime default is `now` or an RFC 3339 instant".into(), "write `default now` or `default \"2025-01-31T12:00:00Z\"`"),
+        (FieldType::DateTime, _) => {
+            bad("a datetime default is `now` or an RFC 3339 instant".into(), "write `default now` or `default \"2025-01-31T12:00:00Z\"`")
+        }
         (FieldType::Enum(members), LiteralKind::Word(w) | LiteralKind::String(w)) => {
             if members.contains(w) {
                 Ok(DefaultValue::Enum(w.clone()))
             } else {
-                let help = did_you_mean(w, members.iter().map(String::as_str)).unwrap_or_else(|| format!("the members are: {}", members.join(", ")));
+                let help = did_you_mean(w, members.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("the members are: {}", members.join(", ")));
                 Err((format!("`{w}` is not a member of this enum"), help))
             }
         }
@@ -1160,17 +1252,29 @@ fn check_default_fits(f: &Field, v: &DefaultValue) -> Result<(), String> {
         DefaultValue::Int(n) => {
             let lo = matches!(f.min, Some(Bound::Int(m)) if *n < m);
             let hi = matches!(f.max, Some(Bound::Int(m)) if *n > m);
-            if lo || hi { Err(format!("{n} is outside the bounds")) } else { Ok(()) }
+            if lo || hi {
+                Err(format!("{n} is outside the bounds"))
+            } else {
+                Ok(())
+            }
         }
         DefaultValue::Decimal(d) => {
             let lo = matches!(&f.min, Some(Bound::Decimal(m)) if decimal_cmp(d, m).is_lt());
             let hi = matches!(&f.max, Some(Bound::Decimal(m)) if decimal_cmp(d, m).is_gt());
-            if lo || hi { Err(format!("{d} is outside the bounds")) } else { Ok(()) }
+            if lo || hi {
+                Err(format!("{d} is outside the bounds"))
+            } else {
+                Ok(())
+            }
         }
         DefaultValue::Date(d) => {
             let lo = matches!(&f.min, Some(Bound::Date(m)) if d < m);
             let hi = matches!(&f.max, Some(Bound::Date(m)) if d > m);
-            if lo || hi { Err(format!("{d} is outside the bounds")) } else { Ok(()) }
+            if lo || hi {
+                Err(format!("{d} is outside the bounds"))
+            } else {
+                Ok(())
+            }
         }
         _ => Ok(()),
     }
@@ -1179,7 +1283,11 @@ fn check_default_fits(f: &Field, v: &DefaultValue) -> Result<(), String> {
 /// The shape check used for email defaults; the runtime applies the same.
 pub fn looks_like_email(s: &str) -> bool {
     let Some((local, domain)) = s.rsplit_once('@') else { return false };
-    !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// `Some(b)` when the condition is `b` whoever asks, about whatever row.
@@ -1239,7 +1347,11 @@ pub(crate) fn never_true(e: &Expr) -> bool {
             }
             for (i, a) in atoms.iter().enumerate() {
                 for b in &atoms[i + 1..] {
-                    if let (Expr::Compare { path: p1, op: CompareOp::Eq, value: v1 }, Expr::Compare { path: p2, op: CompareOp::Eq, value: v2 }) = (a, b) {
+                    if let (
+                        Expr::Compare { path: p1, op: CompareOp::Eq, value: v1 },
+                        Expr::Compare { path: p2, op: CompareOp::Eq, value: v2 },
+                    ) = (a, b)
+                    {
                         if p1 == p2 && v1 != v2 && *v1 != Value::Me && *v2 != Value::Me {
                             return true;
                         }

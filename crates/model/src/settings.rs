@@ -178,7 +178,8 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
         };
         let choice = |choices: &[&str]| -> Result<usize, Diagnostic> {
             choices.iter().position(|c| *c == value).ok_or_else(|| {
-                let help = did_you_mean(&value, choices.iter().copied()).unwrap_or_else(|| format!("`{key}` takes one of: {}", choices.join(", ")));
+                let help = did_you_mean(&value, choices.iter().copied())
+                    .unwrap_or_else(|| format!("`{key}` takes one of: {}", choices.join(", ")));
                 bad(format!("`{raw}` is not a value of `{key}`"), help)
             })
         };
@@ -186,7 +187,8 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
             match key.as_str() {
                 "signup" => s.signup = [Signup::Open, Signup::Invite, Signup::Closed][choice(&["open", "invite", "closed"])?],
                 "email verification" => {
-                    s.email_verification = [EmailVerification::Required, EmailVerification::Optional, EmailVerification::Off][choice(&["required", "optional", "off"])?]
+                    s.email_verification = [EmailVerification::Required, EmailVerification::Optional, EmailVerification::Off]
+                        [choice(&["required", "optional", "off"])?]
                 }
                 "session lifetime" | "session idle timeout" => {
                     let secs = parse_duration(&value).map_err(|m| bad(format!("`{raw}` is not a duration"), m))?;
@@ -204,9 +206,14 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
                     }
                 }
                 "password min length" => {
-                    let n: u32 = value.parse().map_err(|_| bad(format!("`{raw}` is not a whole number"), "for example `password min length: 12`".into()))?;
+                    let n: u32 = value
+                        .parse()
+                        .map_err(|_| bad(format!("`{raw}` is not a whole number"), "for example `password min length: 12`".into()))?;
                     if !(8..=64).contains(&n) {
-                        return Err(bad(format!("a minimum password length of {n} is outside 8..64"), "write a whole number from 8 to 64".into()));
+                        return Err(bad(
+                            format!("a minimum password length of {n} is outside 8..64"),
+                            "write a whole number from 8 to 64".into(),
+                        ));
                     }
                     s.password_min_length = n;
                 }
@@ -216,8 +223,16 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
                     let [n, "per", m, unit] = parts.as_slice() else {
                         return Err(bad(format!("`{raw}` is not `N per M minutes`"), help.into()));
                     };
-                    let count: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad(format!("`{n}` is not a positive whole number"), help.into()))?;
-                    let m: u64 = m.parse().ok().filter(|m| *m > 0).ok_or_else(|| bad(format!("`{m}` is not a positive whole number"), help.into()))?;
+                    let count: u32 = n
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad(format!("`{n}` is not a positive whole number"), help.into()))?;
+                    let m: u64 = m
+                        .parse()
+                        .ok()
+                        .filter(|m| *m > 0)
+                        .ok_or_else(|| bad(format!("`{m}` is not a positive whole number"), help.into()))?;
                     let unit = match *unit {
                         "minute" | "minutes" => MINUTE,
                         "hour" | "hours" => HOUR,
@@ -228,7 +243,11 @@ pub(crate) fn resolve_settings(lines: &[SettingLine], diags: &mut Vec<Diagnostic
                     s.login_attempts = LoginAttempts { count, window_secs };
                 }
                 "page size" => {
-                    let n: u32 = value.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| bad(format!("`{raw}` is not a page size"), "a whole number from 1 to 500".into()))?;
+                    let n: u32 = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=500).contains(n))
+                        .ok_or_else(|| bad(format!("`{raw}` is not a page size"), "a whole number from 1 to 500".into()))?;
                     s.page_size = n;
                 }
                 "require if-match" => s.require_if_match = choice(&["yes", "no"])? == 0,

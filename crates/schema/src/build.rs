@@ -93,7 +93,8 @@ pub fn schema_of(model: &AppModel) -> (Schema, Hints) {
 fn table_of(model: &AppModel, entity: &Entity, hints: &mut Hints) -> Table {
     let t = entity.plural.clone();
     let mut columns = Vec::new();
-    let mut indexes = vec![Index { name: index_name("ix", &t, &["created_at", "id"]), columns: vec!["created_at".into(), "id".into()], unique: false }];
+    let mut indexes =
+        vec![Index { name: index_name("ix", &t, &["created_at", "id"]), columns: vec!["created_at".into(), "id".into()], unique: false }];
     for f in &entity.fields {
         let col = column_of(model, f);
         if col.references.is_some() {
@@ -115,7 +116,9 @@ fn table_of(model: &AppModel, entity: &Entity, hints: &mut Hints) -> Table {
 
 fn column_of(model: &AppModel, f: &Field) -> Column {
     let ty = match &f.ty {
-        FieldType::Id | FieldType::Text | FieldType::Email | FieldType::Url | FieldType::Enum(_) | FieldType::Role | FieldType::Ref(_) => ColumnType::Text,
+        FieldType::Id | FieldType::Text | FieldType::Email | FieldType::Url | FieldType::Enum(_) | FieldType::Role | FieldType::Ref(_) => {
+            ColumnType::Text
+        }
         FieldType::Int => ColumnType::Integer,
         FieldType::Decimal => ColumnType::Decimal,
         FieldType::Bool => ColumnType::Boolean,
@@ -161,14 +164,7 @@ fn column_of(model: &AppModel, f: &Field) -> Column {
         }),
         _ => None,
     };
-    Column {
-        name: f.name.clone(),
-        ty,
-        nullable: !f.required,
-        primary_key: f.ty == FieldType::Id,
-        check,
-        references,
-    }
+    Column { name: f.name.clone(), ty, nullable: !f.required, primary_key: f.ty == FieldType::Id, check, references }
 }
 
 fn backfill_of(f: &Field) -> Option<Backfill> {

@@ -63,7 +63,11 @@ pub fn diff(current: &Schema, desired: &Schema, hints: &Hints) -> Plan {
                 } else {
                     vec![]
                 };
-                index_creates.push(Step { change: Change::CreateIndex { table: want.name.clone(), index: ix.clone() }, destructive: None, checks });
+                index_creates.push(Step {
+                    change: Change::CreateIndex { table: want.name.clone(), index: ix.clone() },
+                    destructive: None,
+                    checks,
+                });
             }
         }
     }
@@ -87,7 +91,11 @@ pub fn diff(current: &Schema, desired: &Schema, hints: &Hints) -> Plan {
     }
 
     plan.steps.extend(index_drops);
-    plan.steps.extend(renames.into_iter().map(|(from, to)| Step { change: Change::RenameTable { from, to }, destructive: None, checks: vec![] }));
+    plan.steps.extend(renames.into_iter().map(|(from, to)| Step {
+        change: Change::RenameTable { from, to },
+        destructive: None,
+        checks: vec![],
+    }));
     plan.steps.extend(creates);
     plan.steps.extend(column_steps);
     plan.steps.extend(drops);
@@ -107,7 +115,11 @@ fn diff_table(have: &Table, want: &Table, hints: &Hints, steps: &mut Vec<Step>, 
     for c in &want.columns {
         if let Some(old) = hints.old_column_name(t, &c.name) {
             if have.column(&c.name).is_none() && have.column(old).is_some() && want.column(old).is_none() {
-                renames.push(Step { change: Change::RenameColumn { table: t.clone(), from: old.to_string(), to: c.name.clone() }, destructive: None, checks: vec![] });
+                renames.push(Step {
+                    change: Change::RenameColumn { table: t.clone(), from: old.to_string(), to: c.name.clone() },
+                    destructive: None,
+                    checks: vec![],
+                });
                 for hc in &mut have_cols {
                     if hc.name == old {
                         hc.name = c.name.clone();
@@ -164,7 +176,11 @@ fn alter(t: &str, from: &Column, to: &Column, hints: &Hints) -> Step {
     let mut invalid_to = None;
     if from.ty != to.ty {
         if !from.ty.widens_to(to.ty) {
-            destructive = Some(format!("{} cannot hold every {} value; each value is converted and the original is not kept", to.ty.as_str(), from.ty.as_str()));
+            destructive = Some(format!(
+                "{} cannot hold every {} value; each value is converted and the original is not kept",
+                to.ty.as_str(),
+                from.ty.as_str()
+            ));
         }
         if !from.ty.widens_to(to.ty) || to.ty == ColumnType::Json {
             checks.push(DataCheck::Converts { table: t.into(), column: to.name.clone(), from: from.ty, to: to.ty });

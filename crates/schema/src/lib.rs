@@ -97,8 +97,14 @@ impl ColumnType {
 pub enum Check {
     OneOf(Vec<String>),
     /// Length in characters.
-    Length { min: Option<u64>, max: Option<u64> },
-    IntRange { min: Option<i64>, max: Option<i64> },
+    Length {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    IntRange {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
 }
 
 impl Check {

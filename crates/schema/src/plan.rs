@@ -31,19 +31,49 @@ pub struct Step {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
     /// A new table with its indexes.
-    CreateTable { table: Table },
-    DropTable { table: String },
-    RenameTable { from: String, to: String },
-    AddColumn { table: String, column: Column, backfill: Option<Backfill> },
-    DropColumn { table: String, column: String },
-    RenameColumn { table: String, from: String, to: String },
+    CreateTable {
+        table: Table,
+    },
+    DropTable {
+        table: String,
+    },
+    RenameTable {
+        from: String,
+        to: String,
+    },
+    AddColumn {
+        table: String,
+        column: Column,
+        backfill: Option<Backfill>,
+    },
+    DropColumn {
+        table: String,
+        column: String,
+    },
+    RenameColumn {
+        table: String,
+        from: String,
+        to: String,
+    },
     /// Type, nullability, check or reference changes of one column.
     /// `backfill` fills NULLs when the column becomes required;
     /// `invalid_to` replaces values the new check rejects (removed enum
     /// members), when the step is allowed to be destructive.
-    AlterColumn { table: String, from: Column, to: Column, backfill: Option<Backfill>, invalid_to: Option<Backfill> },
-    CreateIndex { table: String, index: Index },
-    DropIndex { table: String, index: Index },
+    AlterColumn {
+        table: String,
+        from: Column,
+        to: Column,
+        backfill: Option<Backfill>,
+        invalid_to: Option<Backfill>,
+    },
+    CreateIndex {
+        table: String,
+        index: Index,
+    },
+    DropIndex {
+        table: String,
+        index: Index,
+    },
 }
 
 impl Change {
@@ -66,18 +96,43 @@ impl Change {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DataCheck {
     /// Rows that would lose data (a dropped table or column); for the message.
-    RowsWithData { table: String, column: Option<String> },
+    RowsWithData {
+        table: String,
+        column: Option<String>,
+    },
     /// A required column without a default can only be added to an empty table.
-    TableEmpty { table: String, column: String },
+    TableEmpty {
+        table: String,
+        column: String,
+    },
     /// A column becoming required without a default must hold no NULLs.
-    NoNulls { table: String, column: String },
-    NoDuplicates { table: String, columns: Vec<String> },
+    NoNulls {
+        table: String,
+        column: String,
+    },
+    NoDuplicates {
+        table: String,
+        columns: Vec<String>,
+    },
     /// Every non-NULL value must convert.
-    Converts { table: String, column: String, from: ColumnType, to: ColumnType },
+    Converts {
+        table: String,
+        column: String,
+        from: ColumnType,
+        to: ColumnType,
+    },
     /// Every non-NULL value must pass the new check.
-    Satisfies { table: String, column: String, check: Check },
+    Satisfies {
+        table: String,
+        column: String,
+        check: Check,
+    },
     /// Every non-NULL value must be an id in `target`.
-    ReferencesExist { table: String, column: String, target: String },
+    ReferencesExist {
+        table: String,
+        column: String,
+        target: String,
+    },
 }
 
 /// What the store found for one check: how many rows fail it, and a few
@@ -109,7 +164,11 @@ impl Verdict {
 }
 
 fn rows(n: u64) -> String {
-    if n == 1 { "1 row".into() } else { format!("{n} rows") }
+    if n == 1 {
+        "1 row".into()
+    } else {
+        format!("{n} rows")
+    }
 }
 
 /// `n` rows and the rest of the clause, in agreement:
@@ -120,7 +179,11 @@ fn count(n: u64, one: &str, many: &str) -> String {
 
 /// "them" or "it", for `n` rows.
 fn them(n: u64) -> &'static str {
-    if n == 1 { "it" } else { "them" }
+    if n == 1 {
+        "it"
+    } else {
+        "them"
+    }
 }
 
 /// The offending values in parentheses; "e.g." unless they are all there.
@@ -211,7 +274,8 @@ impl Step {
                                 Backfill::Value(DbValue::Null) => format!("{} value will be removed", if n == 1 { "its" } else { "their" }),
                                 _ => format!("{} will be set to {}", if n == 1 { "it" } else { "they" }, backfill_text(to)),
                             };
-                            destructive = Some(format!("{}{}; {fate}", count(n, "uses a removed member", "use removed members"), examples(r)));
+                            destructive =
+                                Some(format!("{}{}; {fate}", count(n, "uses a removed member", "use removed members"), examples(r)));
                         }
                         _ => {
                             return Verdict::Refused(format!(
@@ -269,7 +333,9 @@ impl Step {
                 }
                 if from.references != to.references {
                     match (&from.references, &to.references) {
-                        (Some(a), Some(b)) if a.table == b.table => parts.push(format!("on delete {} -> {}", a.on_delete.as_str(), b.on_delete.as_str())),
+                        (Some(a), Some(b)) if a.table == b.table => {
+                            parts.push(format!("on delete {} -> {}", a.on_delete.as_str(), b.on_delete.as_str()))
+                        }
                         (_, Some(b)) => parts.push(format!("now references `{}`", b.table)),
                         (Some(_), None) => parts.push("no longer a reference".into()),
                         (None, None) => {}
@@ -278,7 +344,12 @@ impl Step {
                 format!("change column `{table}.{}`: {}", to.name, parts.join(", "))
             }
             Change::CreateIndex { table, index } => {
-                format!("create {}index `{}` on `{table}` ({})", if index.unique { "unique " } else { "" }, index.name, index.columns.join(", "))
+                format!(
+                    "create {}index `{}` on `{table}` ({})",
+                    if index.unique { "unique " } else { "" },
+                    index.name,
+                    index.columns.join(", ")
+                )
             }
             Change::DropIndex { table, index } => format!("drop index `{}` on `{table}`", index.name),
         }

@@ -121,7 +121,10 @@ fn dropping_an_entity_is_destructive() {
 #[test]
 fn plans_land_on_the_desired_schema() {
     let v1 = BASE.to_string();
-    let v2 = v1.replace("| done | bool | default false |", "| done | bool | required, default false |\n| due | date | |\n| owner | User | default me |");
+    let v2 = v1.replace(
+        "| done | bool | default false |",
+        "| done | bool | required, default false |\n| due | date | |\n| owner | User | default me |",
+    );
     let v3 = v2.replace("### Task", "### Todo (renamed from Task)").replace("| due | date | |", "| deadline | date | renamed from due |");
     let v4 = v3.replace("| owner | User | default me |", "").replace("required, 1..200", "required, unique, 1..100");
     let versions = [String::new(), v1, v2, v3, v4];

@@ -26,14 +26,7 @@ fn format_table(text: &str) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let is_delim = |row: &Vec<String>| row.iter().all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':')));
     let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter(|r| !is_delim(r))
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-                .max(3)
-        })
+        .map(|c| rows.iter().filter(|r| !is_delim(r)).map(|r| r.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0).max(3))
         .collect();
     let mut out = String::new();
     for (row, (_, ending)) in rows.iter().zip(&lines) {

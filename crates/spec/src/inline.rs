@@ -7,9 +7,7 @@ use crate::span::{Span, Spanned};
 use crate::syntax::*;
 
 /// Words that start a rule, for "did you mean" on unknown rules.
-pub const RULE_WORDS: &[&str] = &[
-    "required", "unique", "read only", "default", "min", "max", "pattern", "on delete", "renamed from",
-];
+pub const RULE_WORDS: &[&str] = &["required", "unique", "read only", "default", "min", "max", "pattern", "on delete", "renamed from"];
 
 pub fn parse_type(text: &str, base: usize, cell: Span) -> Result<TypeSyntax, Diagnostic> {
     let toks = tokenize(text, base, Code::BadType)?;
@@ -55,9 +53,7 @@ pub fn parse_type(text: &str, base: usize, cell: Span) -> Result<TypeSyntax, Dia
                 Tok::Word(w) if w == "enum" => "write the members as `enum(low, normal, high)`",
                 _ => "a type is one word (`text`, `int`, an entity name) or `enum(a, b, c)`",
             };
-            Err(Diagnostic::new(Code::BadType, span, format!("`{}` is not a type", text.trim()))
-                .label("not a type")
-                .help(help))
+            Err(Diagnostic::new(Code::BadType, span, format!("`{}` is not a type", text.trim())).label("not a type").help(help))
         }
     }
 }
@@ -129,8 +125,7 @@ fn parse_rule(g: &[Token]) -> Result<RuleKind, Diagnostic> {
     let words: Vec<Option<&str>> = g.iter().map(word).collect();
     let lit_err = |what: &str, tok: Option<&Token>| {
         let at = tok.map_or(span, |t| t.span);
-        Diagnostic::new(Code::UnknownRule, at, format!("`{what}` needs a value"))
-            .label("expected a value here")
+        Diagnostic::new(Code::UnknownRule, at, format!("`{what}` needs a value")).label("expected a value here")
     };
     match words.as_slice() {
         [Some("required")] => Ok(RuleKind::Required),
@@ -190,8 +185,9 @@ fn parse_rule(g: &[Token]) -> Result<RuleKind, Diagnostic> {
             }
         }
         [Some("renamed"), Some("from"), Some(old)] => Ok(RuleKind::RenamedFrom(Spanned::new(old.to_string(), g[2].span))),
-        [Some("renamed"), ..] => Err(Diagnostic::new(Code::BadRename, span, "`renamed from` needs the old field name")
-            .label("expected `renamed from old_name`")),
+        [Some("renamed"), ..] => {
+            Err(Diagnostic::new(Code::BadRename, span, "`renamed from` needs the old field name").label("expected `renamed from old_name`"))
+        }
         _ => {
             if let [a, Some(Tok::DotDot), b] = g.iter().map(|t| Some(&t.tok)).collect::<Vec<_>>().as_slice() {
                 let _ = (a, b);
@@ -200,12 +196,8 @@ fn parse_rule(g: &[Token]) -> Result<RuleKind, Diagnostic> {
                 return Ok(RuleKind::Range(Some(lo), Some(hi)));
             }
             match g {
-                [lo, Token { tok: Tok::DotDot, .. }] => {
-                    return Ok(RuleKind::Range(Some(literal(lo).ok_or_else(|| bound_err(lo))?), None))
-                }
-                [Token { tok: Tok::DotDot, .. }, hi] => {
-                    return Ok(RuleKind::Range(None, Some(literal(hi).ok_or_else(|| bound_err(hi))?)))
-                }
+                [lo, Token { tok: Tok::DotDot, .. }] => return Ok(RuleKind::Range(Some(literal(lo).ok_or_else(|| bound_err(lo))?), None)),
+                [Token { tok: Tok::DotDot, .. }, hi] => return Ok(RuleKind::Range(None, Some(literal(hi).ok_or_else(|| bound_err(hi))?))),
                 _ => {}
             }
             let written = g.iter().take(2).filter_map(word).collect::<Vec<_>>().join(" ");
@@ -260,10 +252,9 @@ pub fn parse_targets(text: &str, base: usize, span: Span) -> Result<Vec<ActionTa
     for group in split_commas(&toks) {
         match group {
             [Token { tok: Tok::Word(a), span }] => out.push(ActionTarget { action: Spanned::new(a.clone(), *span), field: None }),
-            [Token { tok: Tok::Word(a), span: s1 }, Token { tok: Tok::Word(f), span: s2 }] => out.push(ActionTarget {
-                action: Spanned::new(a.clone(), *s1),
-                field: Some(Spanned::new(f.clone(), *s2)),
-            }),
+            [Token { tok: Tok::Word(a), span: s1 }, Token { tok: Tok::Word(f), span: s2 }] => {
+                out.push(ActionTarget { action: Spanned::new(a.clone(), *s1), field: Some(Spanned::new(f.clone(), *s2)) })
+            }
             [] => {
                 return Err(Diagnostic::new(Code::MalformedPermission, span, "an action is missing between commas")
                     .label("empty action")
@@ -420,8 +411,9 @@ impl<'t> CondParser<'t> {
                 Some(Token { tok: Tok::Word(w), span }) => path.push(Spanned::new(w.clone(), *span)),
                 other => {
                     let at = other.map_or(self.end, |t| t.span);
-                    return Err(Diagnostic::new(Code::ConditionSyntax, at, "expected a field name after `.`")
-                        .label("expected a field name"));
+                    return Err(
+                        Diagnostic::new(Code::ConditionSyntax, at, "expected a field name after `.`").label("expected a field name")
+                    );
                 }
             }
             if self.peek().map(|t| &t.tok) == Some(&Tok::Dot) {
@@ -435,8 +427,9 @@ impl<'t> CondParser<'t> {
             Some(Token { tok: Tok::Ne, span }) => Spanned::new(CompareOp::Ne, *span),
             other => {
                 let at = other.map_or(self.end, |t| t.span);
-                return Err(Diagnostic::new(Code::ConditionSyntax, at, "expected `=` or `!=` after the path")
-                    .label("expected a comparison"));
+                return Err(
+                    Diagnostic::new(Code::ConditionSyntax, at, "expected `=` or `!=` after the path").label("expected a comparison")
+                );
             }
         };
         match self.next() {

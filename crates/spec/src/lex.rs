@@ -80,9 +80,7 @@ pub fn tokenize(text: &str, base: usize, code: Code) -> Result<Vec<Token>, Diagn
                 out.push(Token { tok: Tok::RParen, span: span(i) });
             }
             b'=' if bytes.get(i + 1) == Some(&b'=') => {
-                return Err(Diagnostic::new(code, span(i + 2), "`==` is not an operator")
-                    .label("here")
-                    .help("compare with a single `=`"));
+                return Err(Diagnostic::new(code, span(i + 2), "`==` is not an operator").label("here").help("compare with a single `=`"));
             }
             b'=' => {
                 i += 1;
@@ -163,8 +161,7 @@ pub fn tokenize(text: &str, base: usize, code: Code) -> Result<Vec<Token>, Diagn
                     while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                         i += 1;
                     }
-                    return Err(Diagnostic::new(code, span(i), format!("`{}` is not a number", &text[start..i]))
-                        .label("not a number"));
+                    return Err(Diagnostic::new(code, span(i), format!("`{}` is not a number", &text[start..i])).label("not a number"));
                 }
                 out.push(Token { tok: Tok::Number(text[start..i].to_string()), span: span(i) });
             }
@@ -225,7 +222,10 @@ mod tests {
         assert_eq!(toks("1..80"), vec![Tok::Number("1".into()), Tok::DotDot, Tok::Number("80".into())]);
         assert_eq!(toks("2025-01-01..2025-12-31"), vec![Tok::Date("2025-01-01".into()), Tok::DotDot, Tok::Date("2025-12-31".into())]);
         assert_eq!(toks(r#"pattern "a\"b\|c\d""#), vec![Tok::Word("pattern".into()), Tok::Str("a\"b|c\\d".into())]);
-        assert_eq!(toks("-2.5 x.y != z"), vec![Tok::Number("-2.5".into()), Tok::Word("x".into()), Tok::Dot, Tok::Word("y".into()), Tok::Ne, Tok::Word("z".into())]);
+        assert_eq!(
+            toks("-2.5 x.y != z"),
+            vec![Tok::Number("-2.5".into()), Tok::Word("x".into()), Tok::Dot, Tok::Word("y".into()), Tok::Ne, Tok::Word("z".into())]
+        );
     }
 
     #[test]

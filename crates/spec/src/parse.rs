@@ -28,14 +28,7 @@ pub fn parse(source: &str) -> (SpecDoc, Vec<Diagnostic>) {
     let mut p = DocParser {
         src: source,
         events: Parser::new_ext(source, Options::ENABLE_TABLES).into_offset_iter().collect(),
-        doc: SpecDoc {
-            title: None,
-            description: String::new(),
-            settings: None,
-            roles: None,
-            entities_heading: None,
-            entities: Vec::new(),
-        },
+        doc: SpecDoc { title: None, description: String::new(), settings: None, roles: None, entities_heading: None, entities: Vec::new() },
         diags: Vec::new(),
         section: Section::Preamble,
         entity: None,
@@ -298,9 +291,13 @@ impl<'s> DocParser<'s> {
                         }
                         _ => {
                             self.diags.push(
-                                Diagnostic::new(Code::BadRename, inner_span.span, "an entity heading can only carry `(renamed from OldName)`")
-                                    .label("not a rename hint")
-                                    .help("write `### Person (renamed from Customer)`, or move the note into the prose below"),
+                                Diagnostic::new(
+                                    Code::BadRename,
+                                    inner_span.span,
+                                    "an entity heading can only carry `(renamed from OldName)`",
+                                )
+                                .label("not a rename hint")
+                                .help("write `### Person (renamed from Customer)`, or move the note into the prose below"),
                             );
                         }
                     }
@@ -309,16 +306,13 @@ impl<'s> DocParser<'s> {
             }
         }
         if !ok || name.value.is_empty() {
-            let suggestion: String = name
-                .value
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-                .map(capitalize)
-                .collect();
+            let suggestion: String = name.value.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(capitalize).collect();
             let mut d = Diagnostic::new(Code::EntityName, text.span, format!("`{}` is not an entity name", text.value))
                 .label("every `###` heading under `## Entities` declares an entity");
             d = if !suggestion.is_empty() && suggestion != text.value {
-                d.help(format!("entity names are PascalCase words: did you mean `{suggestion}`? Prose headings go under their own `##` section"))
+                d.help(format!(
+                    "entity names are PascalCase words: did you mean `{suggestion}`? Prose headings go under their own `##` section"
+                ))
             } else {
                 d.help("entity names are PascalCase words such as `Task` or `LineItem`")
             };
@@ -454,8 +448,12 @@ impl<'s> DocParser<'s> {
             ["field", "type", "rules"] => false,
             ["field", "type", "rules", "description"] => true,
             _ => {
-                let mut d = Diagnostic::new(Code::FieldTableHeader, first_line_span(self.src, head), "the field table's header is not `field | type | rules`")
-                    .label("unexpected columns");
+                let mut d = Diagnostic::new(
+                    Code::FieldTableHeader,
+                    first_line_span(self.src, head),
+                    "the field table's header is not `field | type | rules`",
+                )
+                .label("unexpected columns");
                 d = d.help("write the header as `| field | type | rules |`, optionally with `| description |` as a fourth column");
                 self.diags.push(d);
                 // The table is there, just malformed: keep it so the entity
@@ -477,9 +475,9 @@ impl<'s> DocParser<'s> {
                     (if extra.is_empty() { line } else { extra }, if cells.len() - columns == 1 { "extra cell" } else { "extra cells" })
                 };
                 self.diags.push(
-                    Diagnostic::new(Code::FieldTableRow, at, msg)
-                        .label(label)
-                        .help("every row needs one cell per column; leave a cell empty as `|  |`, and write `\\|` for a pipe inside a cell"),
+                    Diagnostic::new(Code::FieldTableRow, at, msg).label(label).help(
+                        "every row needs one cell per column; leave a cell empty as `|  |`, and write `\\|` for a pipe inside a cell",
+                    ),
                 );
                 // The row is kept by name only, without a type: the field
                 // exists as far as the rest of the spec is concerned, so
@@ -592,7 +590,9 @@ impl<'s> DocParser<'s> {
                 self.diags.push(
                     Diagnostic::new(Code::NestedList, first_line_span(self.src, nested), "a nested list inside permissions is not read")
                         .label("nested under the line above")
-                        .help("write the whole condition on the action's line, joining alternatives with `or`: `- read: owner = me or admin`"),
+                        .help(
+                            "write the whole condition on the action's line, joining alternatives with `or`: `- read: owner = me or admin`",
+                        ),
                 );
             }
             if let Some(line) = self.permission_item(item.content, item.nested.is_some()) {
@@ -667,9 +667,13 @@ impl<'s> DocParser<'s> {
                 name = self.trimmed(Span::new(head.span.start, head.span.start + pos));
             } else {
                 self.diags.push(
-                    Diagnostic::new(Code::MalformedRole, Span::new(head.span.start + pos, head.span.end), "only `(default)` may follow a role name")
-                        .label("not `(default)`")
-                        .help("write `- member (default): description`; other notes go after the colon"),
+                    Diagnostic::new(
+                        Code::MalformedRole,
+                        Span::new(head.span.start + pos, head.span.end),
+                        "only `(default)` may follow a role name",
+                    )
+                    .label("not `(default)`")
+                    .help("write `- member (default): description`; other notes go after the colon"),
                 );
                 // The name before the note is still declared, so its uses in
                 // permissions are not reported as unknown roles.
@@ -695,9 +699,13 @@ impl<'s> DocParser<'s> {
     fn permission_item(&mut self, item: Span, has_nested: bool) -> Option<PermissionLine> {
         let Some((head, cond)) = self.split_colon(item) else {
             self.diags.push(
-                Diagnostic::new(Code::MalformedPermission, first_line_span(self.src, item), "a permission line must be written `actions: condition`")
-                    .label("no colon")
-                    .help("for example `- read: signed in` or `- update, delete: owner = me`"),
+                Diagnostic::new(
+                    Code::MalformedPermission,
+                    first_line_span(self.src, item),
+                    "a permission line must be written `actions: condition`",
+                )
+                .label("no colon")
+                .help("for example `- read: signed in` or `- update, delete: owner = me`"),
             );
             return None;
         };
@@ -795,7 +803,11 @@ fn first_line_span(src: &str, span: Span) -> Span {
 /// The span to point at for an empty cell: the cell itself when it has a
 /// position, else the row.
 fn cell_span(cell: &Spanned<String>, row: Span) -> Span {
-    if cell.value.is_empty() { row } else { cell.span }
+    if cell.value.is_empty() {
+        row
+    } else {
+        cell.span
+    }
 }
 
 /// Splits one table row into trimmed cells, honouring `\|`.

@@ -182,7 +182,11 @@ pub enum Condition {
     SignedIn(Span),
     /// A bare word: a role name.
     Role(Spanned<String>),
-    Compare { path: Vec<Spanned<String>>, op: Spanned<CompareOp>, value: Literal },
+    Compare {
+        path: Vec<Spanned<String>>,
+        op: Spanned<CompareOp>,
+        value: Literal,
+    },
     Not(Box<Condition>, Span),
     And(Vec<Condition>),
     Or(Vec<Condition>),
@@ -195,9 +199,7 @@ impl Condition {
             Condition::Role(r) => r.span,
             Condition::Compare { path, value, .. } => path[0].span.to(value.span),
             Condition::Not(inner, s) => s.to(inner.span()),
-            Condition::And(items) | Condition::Or(items) => {
-                items[0].span().to(items[items.len() - 1].span())
-            }
+            Condition::And(items) | Condition::Or(items) => items[0].span().to(items[items.len() - 1].span()),
         }
     }
 }

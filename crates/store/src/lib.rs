@@ -148,7 +148,13 @@ impl Records {
     }
 
     /// Claims an idempotency key for a request (`hash` identifies the request).
-    pub async fn idempotency_claim(&self, scope: &str, key: &str, hash: &str, now_ms: i64) -> Result<sqlite::idempotency::Claim, StoreError> {
+    pub async fn idempotency_claim(
+        &self,
+        scope: &str,
+        key: &str,
+        hash: &str,
+        now_ms: i64,
+    ) -> Result<sqlite::idempotency::Claim, StoreError> {
         match self {
             Records::Sqlite(r) => r.idempotency_claim(scope, key, hash, now_ms).await,
             Records::Postgres(r) => r.idempotency_claim(scope, key, hash, now_ms).await,

@@ -93,10 +93,9 @@ pub async fn spawn_app_with(spec: &str, configure: impl FnOnce(&mut AppConfig)) 
 pub async fn spawn_app_postgres(spec: &str) -> TestApp {
     let compiled = charter_model::compile(spec);
     let model = Arc::new(compiled.model.unwrap_or_else(|| panic!("the test spec does not compile: {:?}", compiled.diagnostics)));
-    let admin = std::env::var("CHARTER_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| panic!("CHARTER_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server; run ./scripts/test, which starts one"));
+    let admin = std::env::var("CHARTER_TEST_POSTGRES_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| {
+        panic!("CHARTER_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server; run ./scripts/test, which starts one")
+    });
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let name = format!(
         "charter_kit_{}_{}_{}",
@@ -117,7 +116,12 @@ pub async fn spawn_app_postgres(spec: &str) -> TestApp {
     serve(model, db, tempfile::tempdir().expect("temp dir"), |_| {}).await
 }
 
-async fn serve(model: Arc<charter_model::AppModel>, db: Database, dir: tempfile::TempDir, configure: impl FnOnce(&mut AppConfig)) -> TestApp {
+async fn serve(
+    model: Arc<charter_model::AppModel>,
+    db: Database,
+    dir: tempfile::TempDir,
+    configure: impl FnOnce(&mut AppConfig),
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let mut config = AppConfig::dev(url.clone());

@@ -24,6 +24,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if bytes.is_empty() {
             return Err(Problem::bad_request("Expected a JSON body."));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| Problem::bad_request(format!("The body is not valid JSON for this request: {e}.")))
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| Problem::bad_request(format!("The body is not valid JSON for this request: {e}.")))
     }
 }

@@ -6,13 +6,13 @@
 use crate::problem::{Problem, ProblemMarker};
 use crate::{SharedApp, BODY_LIMIT, REQUEST_TIMEOUT};
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::time::Instant;
-use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -83,7 +83,12 @@ fn is_json(req: &Request) -> bool {
 
 async fn around(State(app): State<SharedApp>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| valid_request_id(v)).map_or_else(new_request_id, str::to_string);
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_request_id(v))
+        .map_or_else(new_request_id, str::to_string);
     req.extensions_mut().insert(RequestId(id.clone()));
     let slot = UserSlot::default();
     req.extensions_mut().insert(slot.clone());
@@ -103,8 +108,12 @@ async fn around(State(app): State<SharedApp>, mut req: Request, next: Next) -> R
     // Errors produced by layers below (body limit, timeout) become problems.
     if res.extensions().get::<ProblemMarker>().is_none() && (res.status().is_client_error() || res.status().is_server_error()) {
         res = match res.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The body is larger than 1 MiB.").into_response(),
-            StatusCode::REQUEST_TIMEOUT => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "The request took too long.").into_response(),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The body is larger than 1 MiB.").into_response()
+            }
+            StatusCode::REQUEST_TIMEOUT => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "The request took too long.").into_response()
+            }
             StatusCode::METHOD_NOT_ALLOWED => Problem::method_not_allowed().into_response(),
             StatusCode::NOT_FOUND => Problem::not_found().into_response(),
             s if s.is_server_error() => Problem::internal().into_response(),

@@ -41,7 +41,11 @@ impl Problem {
     }
 
     pub fn internal() -> Problem {
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side. It has been logged; the request id identifies it.")
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong on our side. It has been logged; the request id identifies it.",
+        )
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Problem {
@@ -53,7 +57,9 @@ impl From<AppError> for Problem {
     fn from(e: AppError) -> Problem {
         match e {
             AppError::BadRequest(d) => Problem::bad_request(d),
-            AppError::InvalidToken => Problem::new(StatusCode::BAD_REQUEST, "invalid-token", "This link or token is invalid, used or expired."),
+            AppError::InvalidToken => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-token", "This link or token is invalid, used or expired.")
+            }
             AppError::Unauthorized => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Sign in to do this."),
             AppError::Forbidden { kind, detail } => Problem::new(StatusCode::FORBIDDEN, kind.unwrap_or("forbidden"), detail),
             AppError::NotFound => Problem::not_found(),
@@ -68,7 +74,9 @@ impl From<AppError> for Problem {
                 "stale",
                 format!("The record changed since you read it (it is now at version {current_version}). Reload it and try again."),
             ),
-            AppError::PreconditionRequired => Problem::new(StatusCode::PRECONDITION_REQUIRED, "if-match-required", "Send If-Match with the version you read."),
+            AppError::PreconditionRequired => {
+                Problem::new(StatusCode::PRECONDITION_REQUIRED, "if-match-required", "Send If-Match with the version you read.")
+            }
             AppError::Validation(errors) => {
                 let mut p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Some fields are not valid.");
                 p.errors = errors;

@@ -29,7 +29,11 @@ pub fn run(path: &Path, format: Format) -> u8 {
             }
         }
     }
-    if errors > 0 { exit::PROBLEM } else { exit::OK }
+    if errors > 0 {
+        exit::PROBLEM
+    } else {
+        exit::OK
+    }
 }
 
 pub fn plural(n: usize, word: &str) -> String {

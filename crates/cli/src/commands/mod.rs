@@ -3,9 +3,9 @@ pub mod audit;
 pub mod check;
 pub mod fmt;
 pub mod migrate;
+pub mod new;
 pub mod openapi;
 pub mod serve;
-pub mod new;
 
 use crate::exit;
 use std::path::Path;

@@ -24,7 +24,9 @@ fn prod_refusals(env: &Env) -> Vec<String> {
     let mut out = Vec::new();
     match env.get("CHARTER_SECRET") {
         None => out.push("CHARTER_SECRET is not set: set it to at least 32 random bytes (e.g. `openssl rand -base64 48`)".to_string()),
-        Some(s) if s == EXAMPLE_SECRET || s.starts_with("dev-secret") => out.push("CHARTER_SECRET is the example value: generate a real one (e.g. `openssl rand -base64 48`)".to_string()),
+        Some(s) if s == EXAMPLE_SECRET || s.starts_with("dev-secret") => {
+            out.push("CHARTER_SECRET is the example value: generate a real one (e.g. `openssl rand -base64 48`)".to_string())
+        }
         Some(s) if s.len() < 32 => out.push(format!("CHARTER_SECRET is {} bytes long: it needs at least 32", s.len())),
         Some(_) => {}
     }
@@ -104,7 +106,8 @@ pub fn app_config(env: &Env, profile: Profile, secret: Secret, public_url: Strin
 }
 
 fn init_logging(profile: Profile, filter: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info")).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info")).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(std::io::stdout().is_terminal());
     let _ = if profile == Profile::Prod { builder.json().flatten_event(true).try_init() } else { builder.compact().try_init() };
@@ -143,13 +146,14 @@ pub fn run(args: Args) -> u8 {
             return exit::USAGE;
         }
     }
-    let addr: SocketAddr = match format!("{}:{}", args.bind, args.port).parse().or_else(|_| format!("[{}]:{}", args.bind, args.port).parse()) {
-        Ok(a) => a,
-        Err(_) => {
-            eprintln!("error: `{}` is not an IP address to bind to", args.bind);
-            return exit::USAGE;
-        }
-    };
+    let addr: SocketAddr =
+        match format!("{}:{}", args.bind, args.port).parse().or_else(|_| format!("[{}]:{}", args.bind, args.port).parse()) {
+            Ok(a) => a,
+            Err(_) => {
+                eprintln!("error: `{}` is not an IP address to bind to", args.bind);
+                return exit::USAGE;
+            }
+        };
     let config = match store_config(&env, args.data) {
         Ok(c) => c,
         Err(e) => {
@@ -179,12 +183,18 @@ pub fn run(args: Args) -> u8 {
                 return exit::USAGE;
             }
         };
-        let opts = MigrateOptions { spec_hash: charter_store::spec_hash(&source), backup_dir: Some(args.data.join("backups")), ..Default::default() };
+        let opts = MigrateOptions {
+            spec_hash: charter_store::spec_hash(&source),
+            backup_dir: Some(args.data.join("backups")),
+            ..Default::default()
+        };
         match db.migrate(&model, opts).await {
             Ok(report) if report.blocked_at.is_some() => {
                 eprint!("{}", charter_schema::render_plan(&report.plan, &report.results()));
                 eprintln!("error: not starting: the spec needs a migration that is not safe to apply automatically.");
-                eprintln!("Review it with `charter plan`, then apply it with `charter migrate` (--allow-destructive for destructive steps).");
+                eprintln!(
+                    "Review it with `charter plan`, then apply it with `charter migrate` (--allow-destructive for destructive steps)."
+                );
                 return exit::PROBLEM;
             }
             Ok(report) => {
