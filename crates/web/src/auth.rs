@@ -105,7 +105,7 @@ struct SignupBody {
 
 async fn signup(State(app): State<SharedApp>, Client(client): Client, JsonBody(body): JsonBody<SignupBody>) -> Result<Response, Problem> {
     let mode = mode_of(body.session.as_deref())?;
-    let input = SignupInput { email: body.email, password: body.password, name: body.name, session: mode };
+    let input = SignupInput { email: body.email, password: body.password, name: body.name };
     let result = app.signup(input, &client).await?;
     let user = serde_json::Value::Object(result.user);
     Ok(match result.session {
@@ -161,7 +161,7 @@ async fn login(
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, Problem> {
     let mode = mode_of(body.session.as_deref())?;
-    match app.login(&body.email, body.password, mode, &parts.0, &client).await {
+    match app.login(&body.email, body.password, &parts.0, &client).await {
         Ok(r) => Ok(session_response(&app, StatusCode::OK, serde_json::Value::Object(r.user), &r.session, mode)),
         // One answer for an unknown email and a wrong password.
         Err(AppError::Unauthorized) => {

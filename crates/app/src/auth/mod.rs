@@ -37,7 +37,8 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
-/// How a signed-in client keeps its session.
+/// How a signed-in client keeps its session (the web layer's choice of
+/// where the token goes; the session is the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SessionMode {
     /// The token in the body, sent back as `Authorization: Bearer`.
@@ -91,7 +92,6 @@ pub struct SignupInput {
     pub email: String,
     pub password: String,
     pub name: Option<String>,
-    pub session: SessionMode,
 }
 
 fn field_error(field: &str, code: &str, message: &str) -> AppError {
@@ -401,11 +401,9 @@ impl App {
         &self,
         email: &str,
         password: String,
-        mode: SessionMode,
         presented: &Credentials,
         client: &ClientInfo,
     ) -> Result<LoginResult, AppError> {
-        let _ = mode; // Bearer or cookie differ only in how the web layer hands out the token.
         let key = secrets::normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase());
         let now = self.now();
         let keys = [(Bucket::LoginIp, self.ip_key(client)), (Bucket::LoginAccount, key.as_str())];

@@ -97,6 +97,8 @@ pub struct SqliteAuth {
     writer: mpsc::Sender<Job>,
     /// The per-request lookup, built once.
     session_sql: String,
+    /// The owner's own row (`/api/auth/me`, login), built once.
+    own_sql: String,
 }
 
 fn insert_audit(conn: &Connection, a: &AuditEntry) -> Result<(), StoreError> {
@@ -175,17 +177,18 @@ impl SqliteAuth {
              FROM _charter_sessions s JOIN {} u ON u.\"id\" = s.user_id WHERE s.token_hash = ?1",
             ident(&model.user().plural)
         );
-        Ok(SqliteAuth { db, model, writer, session_sql })
+        let own_sql = own_record_sql(&model);
+        Ok(SqliteAuth { db, model, writer, session_sql, own_sql })
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         READERS.with(|cell| {
             let mut readers = cell.borrow_mut();
-            let conn = match readers.entry(self.db.path().to_path_buf()) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert(self.db.connect()?),
-            };
-            f(conn)
+            // Looked up by reference: this runs on every request.
+            if !readers.contains_key(self.db.path()) {
+                readers.insert(self.db.path().to_path_buf(), self.db.connect()?);
+            }
+            f(readers.get_mut(self.db.path()).expect("just inserted"))
         })
     }
 
@@ -242,8 +245,7 @@ impl SqliteAuth {
     }
 
     pub fn own_record(&self, user_id: &str) -> Result<Option<Record>, StoreError> {
-        let model = self.model.clone();
-        self.read(|conn| own_record(conn, &model, user_id))
+        self.read(|conn| own_record(conn, &self.model, &self.own_sql, user_id))
     }
 
     pub async fn create_user(&self, user: NewUser) -> Result<CreatedUser, StoreError> {
@@ -282,7 +284,8 @@ impl SqliteAuth {
                 insert_mail(conn, m)?;
             }
             insert_audit(conn, &AuditEntry { user_id: Some(id.clone()), ..user.audit.clone() })?;
-            let record = own_record(conn, model, &id)?.ok_or_else(|| StoreError::Internal("the new user row is missing".into()))?;
+            let record = own_record(conn, model, &own_record_sql(model), &id)?
+                .ok_or_else(|| StoreError::Internal("the new user row is missing".into()))?;
             Ok(CreatedUser::Created { id, record })
         })
         .await
@@ -569,11 +572,14 @@ impl SqliteAuth {
     }
 }
 
-fn own_record(conn: &Connection, model: &AppModel, user_id: &str) -> Result<Option<Record>, StoreError> {
+/// The owner's row, all fields; the trailing 1: the owner always sees their own email.
+fn own_record_sql(model: &AppModel) -> String {
     let user = model.user();
-    let cols: Vec<String> = user.fields.iter().map(|f| format!("t.{}", ident(&f.name))).collect();
-    // The trailing 1: the owner always sees their own email.
-    let sql = format!("SELECT {}, 1 FROM {} t WHERE t.\"id\" = ?1", cols.join(", "), ident(&user.plural));
     debug_assert!(user.fields.iter().any(|f| f.builtin == Some(Builtin::Email)));
-    Ok(conn.prepare_cached(&sql)?.query_row([user_id], |r| Ok(row_to_record_at(model, USER, r, 0))).optional()?)
+    let cols: Vec<String> = user.fields.iter().map(|f| format!("t.{}", ident(&f.name))).collect();
+    format!("SELECT {}, 1 FROM {} t WHERE t.\"id\" = ?1", cols.join(", "), ident(&user.plural))
+}
+
+fn own_record(conn: &Connection, model: &AppModel, sql: &str, user_id: &str) -> Result<Option<Record>, StoreError> {
+    Ok(conn.prepare_cached(sql)?.query_row([user_id], |r| Ok(row_to_record_at(model, USER, r, 0))).optional()?)
 }
