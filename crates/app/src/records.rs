@@ -161,6 +161,9 @@ impl App {
             if let Some(why) = create_refusal(&self.model, entity, f) {
                 if obj.contains_key(&f.name) {
                     errors.push(FieldError::new(&f.name, "read_only", why));
+                } else if let Some(v) = self.default_value(f, caller) {
+                    // Server-set fields with a default (`User.verified`) start at it.
+                    values.push((fid, v));
                 }
                 continue;
             }
@@ -408,7 +411,15 @@ impl App {
                 let J::String(s) = v else { return err("invalid_type", wrong_type(v)) };
                 match &f.ty {
                     FieldType::Text | FieldType::Email | FieldType::Url => {
-                        let s = if f.builtin == Some(Builtin::Email) { s.trim().to_lowercase() } else { s.clone() };
+                        // A user's address is kept in the one form auth looks it up by.
+                        let s = if f.builtin == Some(Builtin::Email) {
+                            match crate::auth::secrets::normalize_email(s) {
+                                Some(e) => e,
+                                None => return err("invalid_format", format!("`{}` must be an email address.", f.name)),
+                            }
+                        } else {
+                            s.clone()
+                        };
                         let n = s.chars().count() as u64;
                         if let Some(Bound::Length(m)) = &f.min {
                             if n < *m {

@@ -132,6 +132,7 @@ const STAFF: &str = r#"# Staff
 Permissions:
 - read: signed in
 - update: id = me or admin
+- create, delete: admin
 - update role: admin
 - read email: admin
 "#;
@@ -153,4 +154,22 @@ async fn update_role_and_read_email_lines_widen_user_access() {
     assert_eq!((s, v["role"].clone(), v["desk"].clone()), (200, json!("admin"), json!(4)));
     // A role change ends the user's sessions.
     assert_eq!(Call { app: &app, token: Some(&bob_t) }.get("/api/users/me").await.0, 401);
+    // Users made through the API: the address in its one normal form, the
+    // default role unless `update role` allows another; `verified` is never given.
+    let (s, v) = root.post("/api/users", json!({"email": " New@Example.COM ", "name": "New"})).await;
+    assert_eq!(
+        (s, v["email"].clone(), v["role"].clone(), v["verified"].clone()),
+        (201, json!("new@example.com"), json!("member"), json!(false))
+    );
+    let (s, v) = root.post("/api/users", json!({"email": "boss@example.com", "role": "admin"})).await;
+    assert_eq!((s, v["role"].clone()), (201, json!("admin")));
+    assert_eq!(root.post("/api/users", json!({"email": "x@example.com", "verified": true})).await.0, 422);
+    assert_eq!(root.post("/api/users", json!({"email": "new@example.com"})).await.0, 409, "emails are unique");
+    assert_eq!(ann.post("/api/users", json!({"email": "y@example.com"})).await.0, 403);
+    // Deleting a user ends their sessions.
+    let (_, carl_t) = app.user_with_role("carl@example.com", "member").await;
+    let carl = Call { app: &app, token: Some(&carl_t) };
+    let carl_id = carl.get("/api/users/me").await.1["id"].as_str().unwrap().to_string();
+    assert_eq!(root.delete(&format!("/api/users/{carl_id}")).await.0, 204);
+    assert_eq!(carl.get("/api/users/me").await.0, 401);
 }
