@@ -718,3 +718,40 @@ async fn with_smtp_mail_is_sent_and_nothing_lands_in_the_outbox() {
     assert!(message.contains("multipart/alternative"), "{message}");
     assert!(app.outbox().await.is_empty(), "the outbox is for dev without SMTP");
 }
+
+#[tokio::test]
+async fn the_client_ip_comes_from_a_trusted_proxy_only_and_limits_follow_it() {
+    let settings = [("- signup: open", "- signup: open\n- login attempts: 2 per 10 minutes")];
+    let direct = spawn_app(&spec(&settings)).await;
+    let token = direct.signup_and_login("xia@example.com", PW).await;
+    let r = direct
+        .client
+        .get(direct.at("/api/auth/sessions"))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(r).await.1["items"][0]["ip"], "127.0.0.1", "a header from an untrusted peer is ignored");
+
+    let proxied = spawn_app_with(&spec(&settings), |c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let login = |ip: &'static str, email: &'static str, pw: &'static str| {
+        proxied
+            .client
+            .post(proxied.at("/api/auth/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": email, "password": pw}))
+            .send()
+    };
+    proxied.signup_and_login("yan@example.com", PW).await;
+    let r = login("198.51.100.1", "yan@example.com", PW).await.unwrap();
+    let token = body(r).await.1["token"].as_str().unwrap().to_string();
+    let (_, sessions) = get(&proxied, "/api/auth/sessions", &token).await;
+    assert!(sessions["items"].as_array().unwrap().iter().any(|s| s["ip"] == "198.51.100.1" && s["current"] == true), "{sessions}");
+    // Failed logins count per IP across accounts...
+    assert_eq!(login("198.51.100.2", "a@example.com", "wrong-password-1").await.unwrap().status(), 401);
+    assert_eq!(login("198.51.100.2", "b@example.com", "wrong-password-1").await.unwrap().status(), 401);
+    assert_eq!(login("198.51.100.2", "yan@example.com", PW).await.unwrap().status(), 429, "this address is throttled");
+    // ...and another client behind the same proxy is not throttled.
+    assert_eq!(login("198.51.100.3", "yan@example.com", PW).await.unwrap().status(), 200);
+}
