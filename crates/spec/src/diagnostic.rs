@@ -151,7 +151,7 @@ impl Diagnostic {
 
 /// Sort diagnostics by position, then code, and drop exact repeats.
 pub fn sort_diagnostics(diags: &mut Vec<Diagnostic>) {
-    diags.sort_by(|a, b| (a.span.start, a.span.end, a.code).cmp(&(b.span.start, b.span.end, b.code)));
+    diags.sort_by_key(|a| (a.span.start, a.span.end, a.code));
     diags.dedup();
 }
 
