@@ -1,6 +1,7 @@
 //! Auth's system tables: credentials, sessions, one-time tokens, the audit
 //! log and the dev outbox. They live outside the spec's migration plans
-//! (the store creates them when the database opens) and reference
+//! (created when a SQLite database opens, and on first use on PostgreSQL,
+//! whose `users` table must exist for the references) and reference
 //! `users(id)` with `ON DELETE CASCADE`, so deleting a user ends their
 //! sessions and tokens in the same statement.
 //!
@@ -139,36 +140,39 @@ pub enum Spent {
 /// Auth storage for one database.
 pub enum AuthStore {
     Sqlite(crate::sqlite::auth::SqliteAuth),
-    /// Not built yet: every call answers a configuration error.
-    Unsupported,
+    Postgres(crate::postgres::auth::PgAuth),
 }
 
-fn unsupported<T>() -> Result<T, StoreError> {
-    Err(StoreError::Config("auth (sessions, credentials, tokens) is not supported on PostgreSQL yet; use sqlite://".into()))
-}
-
+/// Calls the same method on either backend; SQLite's reads are synchronous
+/// (per-thread connections), PostgreSQL's go through the pool.
 macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             AuthStore::Sqlite($s) => $e,
-            AuthStore::Unsupported => unsupported(),
+            AuthStore::Postgres($s) => $e,
+        }
+    };
+    ($self:ident, sync $s:ident => $e:expr) => {
+        match $self {
+            AuthStore::Sqlite($s) => $e,
+            AuthStore::Postgres($s) => $e.await,
         }
     };
 }
 
 impl AuthStore {
     pub async fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
-        dispatch!(self, s => s.account_by_email(email))
+        dispatch!(self, sync s => s.account_by_email(email))
     }
 
     pub async fn account_by_id(&self, user_id: &str) -> Result<Option<Account>, StoreError> {
-        dispatch!(self, s => s.account_by_id(user_id))
+        dispatch!(self, sync s => s.account_by_id(user_id))
     }
 
     /// The user's own record (all fields, email included), whatever the
     /// spec's read rules: what `/api/auth/me` and login show the owner.
     pub async fn own_record(&self, user_id: &str) -> Result<Option<Record>, StoreError> {
-        dispatch!(self, s => s.own_record(user_id))
+        dispatch!(self, sync s => s.own_record(user_id))
     }
 
     /// Inserts a user with its credential, and optionally a token, a
@@ -186,7 +190,7 @@ impl AuthStore {
 
     /// Whether a token is valid now (unused, unexpired, of `kind`), without spending it.
     pub async fn token_user(&self, hash: &[u8], kind: TokenKind, now: i64) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.token_user(hash, kind, now))
+        dispatch!(self, sync s => s.token_user(hash, kind, now))
     }
 
     /// Spends a verification token and marks the address verified.
@@ -217,8 +221,8 @@ impl AuthStore {
     }
 
     /// The session a token hash names, with its user's role: one indexed query.
-    pub fn session_by_token_hash(&self, hash: &[u8]) -> Result<Option<SessionLookup>, StoreError> {
-        dispatch!(self, s => s.session_by_token_hash(hash))
+    pub async fn session_by_token_hash(&self, hash: &[u8]) -> Result<Option<SessionLookup>, StoreError> {
+        dispatch!(self, sync s => s.session_by_token_hash(hash))
     }
 
     pub async fn touch_session(&self, id: &str, now: i64) -> Result<(), StoreError> {
@@ -240,8 +244,8 @@ impl AuthStore {
         dispatch!(self, s => s.delete_all_sessions(audit).await)
     }
 
-    pub fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
-        dispatch!(self, s => s.list_sessions(user_id, now))
+    pub async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        dispatch!(self, sync s => s.list_sessions(user_id, now))
     }
 
     /// Replaces the password hash if it is still `expected`, deleting the
@@ -268,8 +272,8 @@ impl AuthStore {
     }
 
     /// Newest first; `before` is the id of the last entry of the previous page.
-    pub fn audit_log(&self, limit: u32, before: Option<i64>) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
-        dispatch!(self, s => s.audit_log(limit, before))
+    pub async fn audit_log(&self, limit: u32, before: Option<i64>) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        dispatch!(self, sync s => s.audit_log(limit, before))
     }
 
     pub async fn queue_mail(&self, mail: OutboxMail) -> Result<(), StoreError> {
@@ -277,12 +281,12 @@ impl AuthStore {
     }
 
     /// The dev outbox, newest first.
-    pub fn outbox(&self, limit: u32) -> Result<Vec<OutboxMail>, StoreError> {
-        dispatch!(self, s => s.outbox(limit))
+    pub async fn outbox(&self, limit: u32) -> Result<Vec<OutboxMail>, StoreError> {
+        dispatch!(self, sync s => s.outbox(limit))
     }
 
-    pub fn count_live_sessions(&self, now: i64) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.count_live_sessions(now))
+    pub async fn count_live_sessions(&self, now: i64) -> Result<u64, StoreError> {
+        dispatch!(self, sync s => s.count_live_sessions(now))
     }
 
     /// Deletes expired sessions and tokens, and audit entries and mail
@@ -294,12 +298,12 @@ impl AuthStore {
     /// Whether `caller` passes the User `update` rule (or the `update role`
     /// rule) on the row `user_id`, and may see it: who may end that
     /// user's sessions. `None` when the row is missing or invisible.
-    pub fn may_manage_user(&self, caller: &crate::Caller, user_id: &str) -> Result<Option<bool>, StoreError> {
-        dispatch!(self, s => s.may_manage_user(caller, user_id))
+    pub async fn may_manage_user(&self, caller: &crate::Caller, user_id: &str) -> Result<Option<bool>, StoreError> {
+        dispatch!(self, sync s => s.may_manage_user(caller, user_id))
     }
 
     /// The id of the user with this (normalised) email.
-    pub fn user_id_by_email(&self, email: &str) -> Result<Option<String>, StoreError> {
-        dispatch!(self, s => s.user_id_by_email(email))
+    pub async fn user_id_by_email(&self, email: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, sync s => s.user_id_by_email(email))
     }
 }

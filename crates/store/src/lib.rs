@@ -141,9 +141,7 @@ impl Records {
     pub fn auth(&self) -> Result<auth::AuthStore, StoreError> {
         match self {
             Records::Sqlite(r) => Ok(auth::AuthStore::Sqlite(r.auth()?)),
-            // Backends without auth tables yet answer a configuration error.
-            #[allow(unreachable_patterns)]
-            _ => Ok(auth::AuthStore::Unsupported),
+            Records::Postgres(r) => Ok(auth::AuthStore::Postgres(r.auth())),
         }
     }
 

@@ -69,7 +69,7 @@ async fn sessions_survive_a_rebuild_of_users_and_die_with_their_user() {
     assert!(report.applied);
     assert!(db.schema_differences(&b).await.unwrap().is_empty(), "system tables are not schema drift");
     let auth = db.records(b.clone()).unwrap().auth().unwrap();
-    let found = auth.session_by_token_hash(&[1; 32]).unwrap().expect("the session survived the rebuild");
+    let found = auth.session_by_token_hash(&[1; 32]).await.unwrap().expect("the session survived the rebuild");
     assert_eq!((found.user_id.as_str(), found.role.as_str(), found.verified), (id.as_str(), "member", true));
     assert_eq!(auth.account_by_email("a@example.com").await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$x"));
     assert!(matches!(
@@ -93,27 +93,27 @@ async fn sessions_survive_a_rebuild_of_users_and_die_with_their_user() {
     let other: String =
         conn.query_row("SELECT user_id FROM _charter_sessions WHERE token_hash = ?1", [vec![2u8; 32]], |r| r.get(0)).unwrap();
     conn.execute("UPDATE users SET name = 'x' WHERE id = ?1", [&other]).unwrap();
-    assert!(auth.session_by_token_hash(&[2; 32]).unwrap().is_some(), "other changes keep sessions");
+    assert!(auth.session_by_token_hash(&[2; 32]).await.unwrap().is_some(), "other changes keep sessions");
     user_with_session(&db, &b, "c@example.com", vec![4; 32]).await;
     conn.execute("UPDATE users SET role = 'member' WHERE email = 'c@example.com'", []).unwrap();
-    assert!(auth.session_by_token_hash(&[4; 32]).unwrap().is_some(), "the same role is no change");
+    assert!(auth.session_by_token_hash(&[4; 32]).await.unwrap().is_some(), "the same role is no change");
     conn.execute("UPDATE users SET role = 'admin' WHERE email = 'c@example.com'", []).unwrap();
-    assert!(auth.session_by_token_hash(&[4; 32]).unwrap().is_none(), "a new role ends the sessions");
+    assert!(auth.session_by_token_hash(&[4; 32]).await.unwrap().is_none(), "a new role ends the sessions");
     drop(conn);
 
     // Deleting the user ends its sessions and credentials in the same statement.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
     conn.execute("DELETE FROM users WHERE id = ?1", [&id]).unwrap();
-    assert!(auth.session_by_token_hash(&[1; 32]).unwrap().is_none());
-    assert!(auth.session_by_token_hash(&[2; 32]).unwrap().is_some(), "other users keep theirs");
+    assert!(auth.session_by_token_hash(&[1; 32]).await.unwrap().is_none());
+    assert!(auth.session_by_token_hash(&[2; 32]).await.unwrap().is_some(), "other users keep theirs");
     let n: i64 = conn.query_row("SELECT count(*) FROM _charter_credentials WHERE user_id = ?1", [&id], |r| r.get(0)).unwrap();
     assert_eq!(n, 0);
     assert!(auth.token_user(&[9; 32], TokenKind::Reset, 0).await.unwrap().is_none());
 
     // Reopening the file (a restart) finds the sessions there.
     let again = Database::Sqlite(SqliteDb::open(&path, false).unwrap());
-    assert!(again.records(b).unwrap().auth().unwrap().session_by_token_hash(&[2; 32]).unwrap().is_some());
+    assert!(again.records(b).unwrap().auth().unwrap().session_by_token_hash(&[2; 32]).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -126,10 +126,10 @@ async fn a_login_racing_a_password_change_makes_no_session() {
     let auth = db.records(m).unwrap().auth().unwrap();
     // The change lands after the login verified the old hash...
     assert!(auth.change_password(&id, "$argon2id$x".into(), "$argon2id$y".into(), None, 2, audit()).await.unwrap());
-    assert!(auth.session_by_token_hash(&[1; 32]).unwrap().is_none(), "a change without a kept session ends them all");
+    assert!(auth.session_by_token_hash(&[1; 32]).await.unwrap().is_none(), "a change without a kept session ends them all");
     // ...so the login's session is refused.
     let s = NewSession { id: "late".into(), token_hash: vec![3; 32], created_at: 3, expires_at: i64::MAX, user_agent: None, ip: None };
     assert!(!auth.create_session(&id, Some("$argon2id$x".into()), s.clone(), None, audit()).await.unwrap());
-    assert!(auth.session_by_token_hash(&[3; 32]).unwrap().is_none());
+    assert!(auth.session_by_token_hash(&[3; 32]).await.unwrap().is_none());
     assert!(auth.create_session(&id, Some("$argon2id$y".into()), s, None, audit()).await.unwrap());
 }

@@ -38,6 +38,47 @@ const LEAKS: &[&str] = &[
     "panicked",
 ];
 
+/// Runs a test on SQLite and on PostgreSQL (the server `./scripts/test`
+/// starts; without it the PostgreSQL half fails rather than passing silently).
+macro_rules! both {
+    ($name:ident, $spec:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(charter_testkit::spawn_app(&$spec).await).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(charter_testkit::spawn_app_postgres(&$spec).await).await
+            }
+        }
+    };
+}
+
+both!(signup_verify_login_sessions_and_logout_everywhere, TASKBOARD);
+both!(unknown_email_and_wrong_password_get_the_same_answer, TASKBOARD);
+both!(signup_with_a_taken_email_looks_fresh_and_touches_nothing, TASKBOARD);
+both!(tokens_expire_and_a_newer_link_voids_the_older, TASKBOARD);
+both!(sessions_expire_on_idle_and_on_lifetime_and_slide_last_seen, TASKBOARD);
+both!(revoking_one_session_bites_on_the_next_request_and_others_are_404, TASKBOARD);
+both!(forgot_and_reset_revoke_everything_and_tokens_are_single_use, TASKBOARD);
+both!(reset_links_expire_after_an_hour_and_reset_verifies_the_address, TASKBOARD);
+both!(password_change_needs_the_current_password_and_ends_other_sessions, TASKBOARD);
+both!(
+    failed_logins_are_limited_with_retry_after_and_the_lock_lifts,
+    &spec(&[("- signup: open", "- signup: open\n- login attempts: 3 per 10 minutes")])
+);
+both!(admins_end_a_users_sessions_and_read_the_audit_log, STAFF);
+both!(expired_sessions_are_purged, &spec(&[("email verification: required", "email verification: off")]));
+both!(
+    optional_verification_lets_unverified_users_in_and_still_mails,
+    &spec(&[("email verification: required", "email verification: optional")])
+);
+
 async fn body(r: Response) -> (StatusCode, Value) {
     let status = r.status();
     let text = r.text().await.expect("body");
@@ -67,9 +108,7 @@ async fn post(app: &TestApp, path: &str, v: Value) -> (StatusCode, Value) {
     body(app.post(path, v).await).await
 }
 
-#[tokio::test]
-async fn signup_verify_login_sessions_and_logout_everywhere() {
-    let app = spawn_app(TASKBOARD).await;
+async fn signup_verify_login_sessions_and_logout_everywhere(app: TestApp) {
     let (s, b) = post(&app, "/api/auth/signup", json!({"email": "Alice@Example.com", "password": PW, "name": "Alice"})).await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["user"]["email"], "alice@example.com", "addresses are stored normalised");
@@ -130,9 +169,7 @@ async fn signup_verify_login_sessions_and_logout_everywhere() {
     assert_eq!(get(&app, "/api/auth/me", &t2).await.0, 401, "and this one");
 }
 
-#[tokio::test]
-async fn unknown_email_and_wrong_password_get_the_same_answer() {
-    let app = spawn_app(TASKBOARD).await;
+async fn unknown_email_and_wrong_password_get_the_same_answer(app: TestApp) {
     app.signup_and_login("bob@example.com", PW).await;
     let (s1, b1) = post(&app, "/api/auth/login", json!({"email": "bob@example.com", "password": "wrong-password-123"})).await;
     let (s2, b2) = post(&app, "/api/auth/login", json!({"email": "nobody@example.com", "password": "wrong-password-123"})).await;
@@ -140,9 +177,7 @@ async fn unknown_email_and_wrong_password_get_the_same_answer() {
     assert_eq!((s1, without_request_id(b1)), (s2, without_request_id(b2)));
 }
 
-#[tokio::test]
-async fn signup_with_a_taken_email_looks_fresh_and_touches_nothing() {
-    let app = spawn_app(TASKBOARD).await;
+async fn signup_with_a_taken_email_looks_fresh_and_touches_nothing(app: TestApp) {
     let (s1, first) = post(&app, "/api/auth/signup", json!({"email": "carol@example.com", "password": PW})).await;
     assert_eq!(s1, 201);
     let mails = app.outbox().await.len();
@@ -160,9 +195,7 @@ async fn signup_with_a_taken_email_looks_fresh_and_touches_nothing() {
     assert_eq!(post(&app, "/api/auth/login", json!({"email": "carol@example.com", "password": PW2})).await.0, 401);
 }
 
-#[tokio::test]
-async fn tokens_expire_and_a_newer_link_voids_the_older() {
-    let app = spawn_app(TASKBOARD).await;
+async fn tokens_expire_and_a_newer_link_voids_the_older(app: TestApp) {
     post(&app, "/api/auth/signup", json!({"email": "dan@example.com", "password": PW})).await;
     let old = app.mail_to("dan@example.com", "Confirm").await.token();
     let (s, resent) = post(&app, "/api/auth/verify/resend", json!({"email": "dan@example.com"})).await;
@@ -192,9 +225,7 @@ async fn tokens_expire_and_a_newer_link_voids_the_older() {
     assert_eq!(without_request_id(expired), without_request_id(forged), "bad, used and expired look the same");
 }
 
-#[tokio::test]
-async fn sessions_expire_on_idle_and_on_lifetime_and_slide_last_seen() {
-    let app = spawn_app(TASKBOARD).await;
+async fn sessions_expire_on_idle_and_on_lifetime_and_slide_last_seen(app: TestApp) {
     let token = app.signup_and_login("erin@example.com", PW).await;
     let first_seen = get(&app, "/api/auth/sessions", &token).await.1["items"][0]["last_seen_at"].clone();
     // Seen again within a minute: no write.
@@ -218,9 +249,7 @@ async fn sessions_expire_on_idle_and_on_lifetime_and_slide_last_seen() {
     assert_eq!(get(&app, "/api/auth/me", &idle).await.0, 401, "idle for 7 days");
 }
 
-#[tokio::test]
-async fn revoking_one_session_bites_on_the_next_request_and_others_are_404() {
-    let app = spawn_app(TASKBOARD).await;
+async fn revoking_one_session_bites_on_the_next_request_and_others_are_404(app: TestApp) {
     let a1 = app.signup_and_login("fay@example.com", PW).await;
     let a2 = app.login("fay@example.com", PW).await;
     let b1 = app.signup_and_login("gus@example.com", PW).await;
@@ -325,9 +354,7 @@ async fn outside_dev_the_cookie_is_host_prefixed_and_secure() {
     assert_eq!(app.client.get(app.at("/metrics")).send().await.unwrap().status(), 404, "no /metrics in prod without a token");
 }
 
-#[tokio::test]
-async fn forgot_and_reset_revoke_everything_and_tokens_are_single_use() {
-    let app = spawn_app(TASKBOARD).await;
+async fn forgot_and_reset_revoke_everything_and_tokens_are_single_use(app: TestApp) {
     let t1 = app.signup_and_login("jan@example.com", PW).await;
     let t2 = app.login("jan@example.com", PW).await;
     let (s, known) = post(&app, "/api/auth/password/forgot", json!({"email": "JAN@example.com"})).await;
@@ -356,9 +383,7 @@ async fn forgot_and_reset_revoke_everything_and_tokens_are_single_use() {
     );
 }
 
-#[tokio::test]
-async fn reset_links_expire_after_an_hour_and_reset_verifies_the_address() {
-    let app = spawn_app(TASKBOARD).await;
+async fn reset_links_expire_after_an_hour_and_reset_verifies_the_address(app: TestApp) {
     // An unverified account (a squatter's, say): the mailbox owner resets it.
     post(&app, "/api/auth/signup", json!({"email": "kim@example.com", "password": PW})).await;
     post(&app, "/api/auth/password/forgot", json!({"email": "kim@example.com"})).await;
@@ -380,9 +405,7 @@ async fn reset_links_expire_after_an_hour_and_reset_verifies_the_address() {
     assert_eq!(get(&app, "/api/auth/me", &token).await.1["user"]["verified"], true, "reset marks the address verified");
 }
 
-#[tokio::test]
-async fn password_change_needs_the_current_password_and_ends_other_sessions() {
-    let app = spawn_app(TASKBOARD).await;
+async fn password_change_needs_the_current_password_and_ends_other_sessions(app: TestApp) {
     let keep = app.signup_and_login("lea@example.com", PW).await;
     let other = app.login("lea@example.com", PW).await;
     let (s, b) =
@@ -398,9 +421,7 @@ async fn password_change_needs_the_current_password_and_ends_other_sessions() {
     app.login("lea@example.com", PW2).await;
 }
 
-#[tokio::test]
-async fn failed_logins_are_limited_with_retry_after_and_the_lock_lifts() {
-    let app = spawn_app(&spec(&[("- signup: open", "- signup: open\n- login attempts: 3 per 10 minutes")])).await;
+async fn failed_logins_are_limited_with_retry_after_and_the_lock_lifts(app: TestApp) {
     app.signup_and_login("max@example.com", PW).await;
     for _ in 0..3 {
         assert_eq!(post(&app, "/api/auth/login", json!({"email": "max@example.com", "password": "wrong-password-1"})).await.0, 401);
@@ -516,9 +537,7 @@ Permissions:
 - read: signed in
 "#;
 
-#[tokio::test]
-async fn admins_end_a_users_sessions_and_read_the_audit_log() {
-    let app = spawn_app(STAFF).await;
+async fn admins_end_a_users_sessions_and_read_the_audit_log(app: TestApp) {
     app.app.create_user("boss@example.com", Some("admin"), Some(PW.to_string()), None).await.unwrap();
     let boss = app.login("boss@example.com", PW).await;
     let (_, b) = post(&app, "/api/auth/signup", json!({"email": "olga@example.com", "password": PW})).await;
@@ -631,21 +650,17 @@ async fn an_unknown_email_costs_a_password_check_too() {
     assert!(u > k / 3.0 && u < k * 3.0, "known {k:.4}s, unknown {u:.4}s");
 }
 
-#[tokio::test]
-async fn expired_sessions_are_purged() {
-    let app = spawn_app(&spec(&[("email verification: required", "email verification: off")])).await;
+async fn expired_sessions_are_purged(app: TestApp) {
     let (_, b) = post(&app, "/api/auth/signup", json!({"email": "uma@example.com", "password": PW})).await;
     let token = b["token"].as_str().unwrap().to_string();
-    assert_eq!(app.app.auth.count_live_sessions(app.app.clock.now_ms()).unwrap(), 1);
+    assert_eq!(app.app.auth.count_live_sessions(app.app.clock.now_ms()).await.unwrap(), 1);
     app.clock.advance(31 * 24 * 3600);
     assert!(app.app.purge_expired().await.unwrap() >= 1);
-    assert_eq!(app.app.auth.count_live_sessions(0).unwrap(), 0, "the row is gone, not just expired");
+    assert_eq!(app.app.auth.count_live_sessions(0).await.unwrap(), 0, "the row is gone, not just expired");
     assert_eq!(get(&app, "/api/auth/me", &token).await.0, 401);
 }
 
-#[tokio::test]
-async fn optional_verification_lets_unverified_users_in_and_still_mails() {
-    let app = spawn_app(&spec(&[("email verification: required", "email verification: optional")])).await;
+async fn optional_verification_lets_unverified_users_in_and_still_mails(app: TestApp) {
     let (s, b) = post(&app, "/api/auth/signup", json!({"email": "val@example.com", "password": PW})).await;
     assert_eq!(s, 201);
     assert!(b.get("token").is_none(), "signup signs in only when verification is off");

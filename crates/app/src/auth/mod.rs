@@ -453,7 +453,7 @@ impl App {
             (None, Some(t)) => (t, true),
             (None, None) => return Ok(None),
         };
-        let found = self.auth.session_by_token_hash(&secrets::token_hash(token))?;
+        let found = self.auth.session_by_token_hash(&secrets::token_hash(token)).await?;
         let Some(s) = found else { return Err(AppError::Unauthorized) };
         let now = self.now();
         let idle_ms = (self.model.settings.session_idle_timeout_secs as i64) * 1000;
@@ -491,7 +491,8 @@ impl App {
         let now = self.now();
         Ok(self
             .auth
-            .list_sessions(&session.user_id, now)?
+            .list_sessions(&session.user_id, now)
+            .await?
             .into_iter()
             .filter(|s| now - s.last_seen_at < idle_ms)
             .map(|info| SessionView { current: info.id == session.id, info })
@@ -515,7 +516,7 @@ impl App {
     /// the spec's rule for updating that user (or its `update role` rule).
     pub async fn revoke_user_sessions(&self, caller: &Caller, user_id: &str, client: &ClientInfo) -> Result<(), AppError> {
         let Some(actor) = caller.user.as_deref() else { return Err(AppError::Unauthorized) };
-        match self.auth.may_manage_user(caller, user_id)? {
+        match self.auth.may_manage_user(caller, user_id).await? {
             None => Err(AppError::NotFound),
             Some(false) => Err(AppError::Forbidden { kind: None, detail: "You may not end this user's sessions.".into() }),
             Some(true) => {
@@ -652,7 +653,7 @@ impl App {
     /// The id of the user with this address, for the CLI.
     pub async fn user_id_by_email(&self, email: &str) -> Result<Option<String>, AppError> {
         let Some(email) = secrets::normalize_email(email) else { return Ok(None) };
-        Ok(self.auth.user_id_by_email(&email)?)
+        Ok(self.auth.user_id_by_email(&email).await?)
     }
 
     /// The audit log, newest first: for callers with the role `admin`.
@@ -664,12 +665,12 @@ impl App {
         if !admin {
             return Err(AppError::Forbidden { kind: None, detail: "Only admins may read the audit log.".into() });
         }
-        Ok(self.auth.audit_log(limit.clamp(1, 500), before)?)
+        Ok(self.auth.audit_log(limit.clamp(1, 500), before).await?)
     }
 
     /// The dev outbox, newest first.
     pub async fn outbox(&self, limit: u32) -> Result<Vec<OutboxMail>, AppError> {
-        Ok(self.auth.outbox(limit)?)
+        Ok(self.auth.outbox(limit).await?)
     }
 
     /// Deletes expired sessions and tokens, and old audit entries and outbox mail.
@@ -687,7 +688,7 @@ impl App {
     /// Prometheus text for `/metrics`.
     pub async fn metrics_text(&self) -> String {
         let up = self.ready().await;
-        let sessions = self.auth.count_live_sessions(self.now()).ok();
+        let sessions = self.auth.count_live_sessions(self.now()).await.ok();
         self.metrics.render(sessions, up, &[("writer", 1)])
     }
 }

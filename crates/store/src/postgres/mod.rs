@@ -2,6 +2,7 @@
 //! connection runs in UTC, so datetimes read and written as text mean the
 //! same instant whatever the server's time zone is.
 
+pub mod auth;
 mod ddl;
 mod migrate;
 pub mod records;

@@ -68,6 +68,11 @@ impl PgRecords {
         PgRecords { db, model, idempotency_ready: tokio::sync::OnceCell::new() }
     }
 
+    /// Auth storage on the same pool.
+    pub(crate) fn auth(&self) -> super::auth::PgAuth {
+        super::auth::PgAuth::new(self.db.clone(), self.model.clone())
+    }
+
     async fn ensure_idempotency_table(&self) -> Result<(), StoreError> {
         self.idempotency_ready
             .get_or_try_init(|| async {
