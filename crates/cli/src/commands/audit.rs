@@ -31,8 +31,19 @@ pub fn run(spec: &Path, format: Format, probe: bool) -> u8 {
     let Some(model) = compile_or_report(spec, &source) else { return exit::PROBLEM };
     let matrix = matrix(&model);
     let report = if probe {
+        // With a PostgreSQL URL the scratch database is made on that server.
+        let postgres = match crate::config::Env::load(&crate::config::spec_dir(spec)) {
+            Ok(env) => env
+                .get("CHARTER_DATABASE_URL")
+                .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+                .map(str::to_string),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-        match runtime.block_on(run_probe(Arc::new(model.clone()))) {
+        match runtime.block_on(run_probe(Arc::new(model.clone()), postgres)) {
             Ok(r) => Some(r),
             Err(e) => {
                 eprintln!("error: the probe could not run: {e}");
@@ -203,15 +214,56 @@ impl Report {
 /// The rows the probe knows, by entity and id, as the server returned them.
 type Rows = HashMap<EntityId, Vec<Record>>;
 
-async fn run_probe(model: Arc<AppModel>) -> Result<Report, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let db = SqliteDb::open(&dir.path().join("app.db"), false).map_err(|e| e.to_string())?;
-    db.migrate(&model, MigrateOptions::default()).map_err(|e| e.to_string())?;
+/// A scratch database: a SQLite file in a temporary folder, or a new
+/// database on the PostgreSQL server at `postgres` (dropped afterwards).
+struct Scratch {
+    _dir: tempfile::TempDir,
+    postgres: Option<(tokio_postgres::Client, String)>,
+}
+
+impl Scratch {
+    async fn open(model: &AppModel, postgres: Option<String>) -> Result<(Scratch, Database), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let Some(admin_url) = postgres else {
+            let db = SqliteDb::open(&dir.path().join("app.db"), false).map_err(|e| e.to_string())?;
+            db.migrate(model, MigrateOptions::default()).map_err(|e| e.to_string())?;
+            return Ok((Scratch { _dir: dir, postgres: None }, Database::Sqlite(db)));
+        };
+        let (admin, connection) =
+            tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await.map_err(|e| format!("PostgreSQL: {e}"))?;
+        tokio::spawn(connection);
+        let name = format!("charter_audit_{}", charter_store::sqlite::records::new_id());
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|e| format!("creating the scratch database (the role needs CREATEDB): {e}"))?;
+        let base = admin_url.split('?').next().unwrap_or(&admin_url);
+        let cut = base.rfind('/').filter(|i| *i > base.find("://").map_or(0, |s| s + 2)).unwrap_or(base.len());
+        let url = charter_store::DatabaseUrl::parse(&format!("{}/{name}", &base[..cut])).map_err(|e| e.to_string())?;
+        let scratch = Scratch { _dir: dir, postgres: Some((admin, name)) };
+        let db = Database::open(&charter_store::StoreConfig { url, synchronous_full: false }).await.map_err(|e| e.to_string())?;
+        db.migrate(model, MigrateOptions::default()).await.map_err(|e| e.to_string())?;
+        Ok((scratch, db))
+    }
+
+    async fn close(self) {
+        if let Some((admin, name)) = self.postgres {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+        }
+    }
+}
+
+async fn run_probe(model: Arc<AppModel>, postgres: Option<String>) -> Result<Report, String> {
+    let (scratch, db) = Scratch::open(&model, postgres).await?;
+    let result = probe_on(model, db).await;
+    scratch.close().await;
+    result
+}
+
+async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
-    let app = Arc::new(
-        App::new(model.clone(), AppConfig::dev(url.clone()), Database::Sqlite(db), Arc::new(SystemClock)).map_err(|e| format!("{e:?}"))?,
-    );
+    let app = Arc::new(App::new(model.clone(), AppConfig::dev(url.clone()), db, Arc::new(SystemClock)).map_err(|e| format!("{e:?}"))?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = app.clone();
     tokio::spawn(async move {
