@@ -22,6 +22,8 @@ pub struct PgAuth {
     model: Arc<AppModel>,
     ready: tokio::sync::OnceCell<()>,
     users: String,
+    /// The per-request lookup, built once and prepared once per connection.
+    session_sql: String,
 }
 
 type P<'a> = &'a (dyn ToSql + Sync);
@@ -149,7 +151,11 @@ async fn spend_token<C: GenericClient>(c: &C, hash: &[u8], kind: TokenKind, now:
 impl PgAuth {
     pub(crate) fn new(db: PgDb, model: Arc<AppModel>) -> PgAuth {
         let users = ident(&model.user().plural);
-        PgAuth { db, model, ready: tokio::sync::OnceCell::new(), users }
+        let session_sql = format!(
+            "SELECT s.id, s.user_id, u.\"role\"::text, u.\"verified\", s.created_at, s.last_seen_at, s.expires_at
+             FROM _charter_sessions s JOIN {users} u ON u.\"id\" = s.user_id WHERE s.token_hash = $1"
+        );
+        PgAuth { db, model, ready: tokio::sync::OnceCell::new(), users, session_sql }
     }
 
     /// A pooled connection, once the tables exist.
@@ -392,12 +398,9 @@ impl PgAuth {
     }
 
     pub async fn session_by_token_hash(&self, hash: &[u8]) -> Result<Option<SessionLookup>, StoreError> {
-        let sql = format!(
-            "SELECT s.id, s.user_id, u.\"role\"::text, u.\"verified\", s.created_at, s.last_seen_at, s.expires_at
-             FROM _charter_sessions s JOIN {} u ON u.\"id\" = s.user_id WHERE s.token_hash = $1",
-            self.users
-        );
-        let row = self.client().await?.query_opt(&sql, &[&hash]).await?;
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&self.session_sql).await?;
+        let row = client.query_opt(&stmt, &[&hash]).await?;
         Ok(row.map(|r| SessionLookup {
             id: r.get(0),
             user_id: r.get(1),
