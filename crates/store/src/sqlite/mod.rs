@@ -45,7 +45,8 @@ impl SqliteDb {
     /// A new connection with every pragma set. Each connection gets them:
     /// pragmas are per connection, not per database.
     pub fn connect(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open(&self.path).map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", self.path.display())))?;
+        let conn =
+            Connection::open(&self.path).map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", self.path.display())))?;
         configure(&conn, self.synchronous_full)?;
         Ok(conn)
     }

@@ -62,7 +62,10 @@ impl SqliteRecords {
     }
 
     /// Runs `f` in the writer's transaction; its result comes back after commit.
-    pub(crate) async fn write<T: Send + 'static>(&self, f: impl FnOnce(&Connection, &AppModel) -> Result<T, WriteError> + Send + 'static) -> Result<T, WriteError> {
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &AppModel) -> Result<T, WriteError> + Send + 'static,
+    ) -> Result<T, WriteError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let model = self.model.clone();
         let job: Job = Box::new(move |conn| {
@@ -90,7 +93,8 @@ impl SqliteRecords {
         sql.push(&format!("SELECT {select} FROM {table} t WHERE t.\"id\" = {p} AND {pred}"));
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql.text)?;
-            let row = stmt.query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| Ok(row_to_record(model, entity, r))).optional()?;
+            let row =
+                stmt.query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| Ok(row_to_record(model, entity, r))).optional()?;
             Ok(row)
         })
     }
@@ -104,10 +108,14 @@ impl SqliteRecords {
         for f in &q.filters {
             wheres.push(filter_sql(&mut sql, model, entity, "t", f));
         }
-        let mut keys: Vec<(String, ColumnType, bool)> = q.sort.iter().map(|k| {
-            let f = e.field(k.field);
-            (f.name.clone(), column_type(&f.ty), k.descending)
-        }).collect();
+        let mut keys: Vec<(String, ColumnType, bool)> = q
+            .sort
+            .iter()
+            .map(|k| {
+                let f = e.field(k.field);
+                (f.name.clone(), column_type(&f.ty), k.descending)
+            })
+            .collect();
         let id_desc = keys.last().is_some_and(|k| k.2);
         keys.push(("id".into(), ColumnType::Text, id_desc));
         // The count ignores the cursor, so it is the same on every page.
@@ -150,7 +158,13 @@ impl SqliteRecords {
 
     /// `rule` replaces the entity's create rule when given (a `User` create
     /// that sets `role` must also pass `update role`).
-    pub async fn create(&self, entity: EntityId, caller: &Caller, values: Vec<(FieldId, DbValue)>, rule: Option<Expr>) -> Result<Record, WriteError> {
+    pub async fn create(
+        &self,
+        entity: EntityId,
+        caller: &Caller,
+        values: Vec<(FieldId, DbValue)>,
+        rule: Option<Expr>,
+    ) -> Result<Record, WriteError> {
         let caller = caller.clone();
         let id = new_id();
         self.write(move |conn, model| {
@@ -159,7 +173,10 @@ impl SqliteRecords {
             let mut sql = Sql::new(Dialect::Sqlite);
             let rule = rule.as_ref().or(e.permissions.get(Action::Create));
             let pred = predicate(&mut sql, model, entity, rule, &RowSource::Values(&values), &caller);
-            let allowed: bool = conn.prepare_cached(&format!("SELECT {pred}"))?.query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| r.get(0)).map_err(StoreError::from)?;
+            let allowed: bool = conn
+                .prepare_cached(&format!("SELECT {pred}"))?
+                .query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| r.get(0))
+                .map_err(StoreError::from)?;
             if !allowed {
                 return Err(WriteError::Forbidden);
             }
@@ -177,13 +194,24 @@ impl SqliteRecords {
             let select = select_list(&mut sql, model, entity, &caller);
             let p = sql.param(DbValue::Text(id.clone()), ColumnType::Text);
             sql.push(&format!("SELECT {select} FROM {} t WHERE t.\"id\" = {p}", ident(&e.plural)));
-            let record = conn.prepare_cached(&sql.text)?.query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| Ok(row_to_record(model, entity, r))).map_err(StoreError::from)?;
+            let record = conn
+                .prepare_cached(&sql.text)?
+                .query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| Ok(row_to_record(model, entity, r)))
+                .map_err(StoreError::from)?;
             Ok(record)
         })
         .await
     }
 
-    pub async fn update(&self, entity: EntityId, caller: &Caller, id: &str, values: Vec<(FieldId, DbValue)>, if_version: Option<i64>, rule: Option<Expr>) -> Result<Record, WriteError> {
+    pub async fn update(
+        &self,
+        entity: EntityId,
+        caller: &Caller,
+        id: &str,
+        values: Vec<(FieldId, DbValue)>,
+        if_version: Option<i64>,
+        rule: Option<Expr>,
+    ) -> Result<Record, WriteError> {
         let caller = caller.clone();
         let id = id.to_string();
         self.write(move |conn, model| {
@@ -218,7 +246,9 @@ impl SqliteRecords {
             sql.push(&format!("SELECT {pred}, {select} FROM {} t WHERE t.\"id\" = {p}", ident(&e.plural)));
             let (still, record): (bool, Record) = conn
                 .prepare_cached(&sql.text)?
-                .query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| Ok((r.get::<_, Option<bool>>(0)?.unwrap_or(false), row_to_record_at(model, entity, r, 1))))
+                .query_row(params_from_iter(sql.params.iter().map(to_sql)), |r| {
+                    Ok((r.get::<_, Option<bool>>(0)?.unwrap_or(false), row_to_record_at(model, entity, r, 1)))
+                })
                 .map_err(StoreError::from)?;
             if !still {
                 return Err(WriteError::Forbidden);
@@ -253,7 +283,14 @@ impl SqliteRecords {
 }
 
 /// The row's version if the caller may read it and `rule` holds for it.
-fn access(conn: &Connection, model: &AppModel, entity: EntityId, caller: &Caller, id: &str, rule: Option<&Expr>) -> Result<i64, WriteError> {
+fn access(
+    conn: &Connection,
+    model: &AppModel,
+    entity: EntityId,
+    caller: &Caller,
+    id: &str,
+    rule: Option<&Expr>,
+) -> Result<i64, WriteError> {
     let e = model.entity(entity);
     let mut sql = Sql::new(Dialect::Sqlite);
     let read = predicate(&mut sql, model, entity, e.permissions.get(Action::Read), &RowSource::Alias("t"), caller);
@@ -274,7 +311,13 @@ fn access(conn: &Connection, model: &AppModel, entity: EntityId, caller: &Caller
 
 /// Every reference being set must point at a row the caller can read;
 /// otherwise it is reported exactly like an id that does not exist.
-fn check_references(conn: &Connection, model: &AppModel, entity: EntityId, caller: &Caller, values: &[(FieldId, DbValue)]) -> Result<(), WriteError> {
+fn check_references(
+    conn: &Connection,
+    model: &AppModel,
+    entity: EntityId,
+    caller: &Caller,
+    values: &[(FieldId, DbValue)],
+) -> Result<(), WriteError> {
     for (fid, v) in values {
         let f = model.entity(entity).field(*fid);
         let (FieldType::Ref(target), DbValue::Text(id)) = (&f.ty, v) else { continue };
@@ -283,7 +326,11 @@ fn check_references(conn: &Connection, model: &AppModel, entity: EntityId, calle
         let read = predicate(&mut sql, model, *target, t.permissions.get(Action::Read), &RowSource::Alias("t"), caller);
         let p = sql.param(DbValue::Text(id.clone()), ColumnType::Text);
         sql.push(&format!("SELECT 1 FROM {} t WHERE t.\"id\" = {p} AND {read}", ident(&t.plural)));
-        let found = conn.prepare_cached(&sql.text)?.query_row(params_from_iter(sql.params.iter().map(to_sql)), |_| Ok(())).optional().map_err(StoreError::from)?;
+        let found = conn
+            .prepare_cached(&sql.text)?
+            .query_row(params_from_iter(sql.params.iter().map(to_sql)), |_| Ok(()))
+            .optional()
+            .map_err(StoreError::from)?;
         if found.is_none() {
             return Err(WriteError::ReferenceNotFound { field: f.name.clone() });
         }
@@ -326,7 +373,11 @@ pub(crate) fn row_to_record_at(model: &AppModel, entity: EntityId, r: &rusqlite:
     use serde_json::Value as J;
     let e = model.entity(entity);
     let mut out = Record::new();
-    let email_ok = if entity == charter_model::USER { r.get::<_, Option<bool>>(offset + e.fields.len()).ok().flatten().unwrap_or(false) } else { true };
+    let email_ok = if entity == charter_model::USER {
+        r.get::<_, Option<bool>>(offset + e.fields.len()).ok().flatten().unwrap_or(false)
+    } else {
+        true
+    };
     for (i, f) in e.fields.iter().enumerate() {
         if f.builtin == Some(Builtin::Email) && !email_ok {
             continue; // absent, not null
