@@ -77,10 +77,30 @@ Permissions:
 - delete: story.author = me
 "#;
 
+fn postgres_url() -> String {
+    std::env::var("CHARTER_TEST_POSTGRES_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| {
+        panic!("CHARTER_TEST_POSTGRES_URL is not set: the PostgreSQL probe needs a server; run ./scripts/test, which starts one")
+    })
+}
+
 #[test]
 fn the_probe_proves_every_cell_of_every_example() {
     for spec in examples() {
         let out = charter(&["audit", spec.to_str().unwrap(), "--probe"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}: {stdout}{}", spec.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("; 0 mismatches"), "{stdout}");
+    }
+}
+
+#[test]
+fn the_probe_proves_every_cell_of_every_example_on_postgres() {
+    for spec in examples() {
+        let out = Command::new(env!("CARGO_BIN_EXE_charter"))
+            .args(["audit", spec.to_str().unwrap(), "--probe"])
+            .env("CHARTER_DATABASE_URL", postgres_url())
+            .output()
+            .expect("charter runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{}: {stdout}{}", spec.display(), String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("; 0 mismatches"), "{stdout}");

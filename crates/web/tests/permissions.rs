@@ -1,7 +1,44 @@
 //! Permissions over HTTP with real sessions: the taskboard's rules hold for
 //! members, admins and anonymous callers, on every route.
 
-use charter_testkit::{spawn_app, TestApp};
+use charter_testkit::{spawn_app, spawn_app_postgres, TestApp};
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+async fn spawn(backend: Backend, spec: &str) -> TestApp {
+    match backend {
+        Backend::Sqlite => spawn_app(spec).await,
+        Backend::Postgres => spawn_app_postgres(spec).await,
+    }
+}
+
+/// Every scenario runs on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    taskboard_rules_hold_for_every_kind_of_caller,
+    users_see_and_change_only_themselves_and_never_their_role_email_or_verified,
+    update_role_and_read_email_lines_widen_user_access,
+);
 use serde_json::{json, Value};
 
 const TASKBOARD: &str = include_str!("../../../examples/taskboard/app.md");
@@ -39,9 +76,8 @@ impl Call<'_> {
     }
 }
 
-#[tokio::test]
-async fn taskboard_rules_hold_for_every_kind_of_caller() {
-    let app = spawn_app(TASKBOARD).await;
+async fn taskboard_rules_hold_for_every_kind_of_caller(backend: Backend) {
+    let app = spawn(backend, TASKBOARD).await;
     let (ann_id, ann_t) = app.user_with_role("ann@example.com", "member").await;
     let (_bob_id, bob_t) = app.user_with_role("bob@example.com", "member").await;
     let (_root_id, root_t) = app.user_with_role("root@example.com", "admin").await;
@@ -89,9 +125,8 @@ async fn taskboard_rules_hold_for_every_kind_of_caller() {
     assert_eq!(ann.delete(&tpath).await.0, 204);
 }
 
-#[tokio::test]
-async fn users_see_and_change_only_themselves_and_never_their_role_email_or_verified() {
-    let app = spawn_app(TASKBOARD).await;
+async fn users_see_and_change_only_themselves_and_never_their_role_email_or_verified(backend: Backend) {
+    let app = spawn(backend, TASKBOARD).await;
     let (ann_id, ann_t) = app.user_with_role("ann@example.com", "member").await;
     let (bob_id, bob_t) = app.user_with_role("bob@example.com", "member").await;
     let ann = Call { app: &app, token: Some(&ann_t) };
@@ -137,9 +172,8 @@ Permissions:
 - read email: admin
 "#;
 
-#[tokio::test]
-async fn update_role_and_read_email_lines_widen_user_access() {
-    let app = spawn_app(STAFF).await;
+async fn update_role_and_read_email_lines_widen_user_access(backend: Backend) {
+    let app = spawn(backend, STAFF).await;
     let (ann_id, ann_t) = app.user_with_role("ann@example.com", "member").await;
     let (bob_id, bob_t) = app.user_with_role("bob@example.com", "member").await;
     let (_, root_t) = app.user_with_role("root@example.com", "admin").await;
