@@ -402,6 +402,9 @@ impl App {
                 _ => err("invalid_type", wrong_type(v)),
             },
             FieldType::Json => {
+                if json_has_nul(v) {
+                    return err("invalid_format", format!("`{}` must not contain NUL characters.", f.name));
+                }
                 if json_depth(v) > MAX_JSON_DEPTH {
                     return err("too_deep", format!("`{}` nests deeper than {MAX_JSON_DEPTH} levels.", f.name));
                 }
@@ -409,6 +412,11 @@ impl App {
             }
             _ => {
                 let J::String(s) = v else { return err("invalid_type", wrong_type(v)) };
+                // Neither PostgreSQL text nor a C string can hold NUL; refusing
+                // it here keeps both backends answering the same.
+                if s.contains('\0') {
+                    return err("invalid_format", format!("`{}` must not contain NUL characters.", f.name));
+                }
                 match &f.ty {
                     FieldType::Text | FieldType::Email | FieldType::Url => {
                         // A user's address is kept in the one form auth looks it up by.
@@ -743,7 +751,7 @@ fn update_refusal(_model: &AppModel, entity: EntityId, f: &Field) -> Option<Stri
 /// Ids charter makes are short `[a-z0-9]` strings; anything far from that
 /// cannot name a row and is not worth a query.
 fn plausible_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_ID_LEN
+    !id.is_empty() && id.len() <= MAX_ID_LEN && !id.contains('\0')
 }
 
 fn is_web_url(s: &str) -> bool {
@@ -752,6 +760,15 @@ fn is_web_url(s: &str) -> bool {
             matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) && !s.chars().any(char::is_whitespace)
         }
         Err(_) => false,
+    }
+}
+
+fn json_has_nul(v: &J) -> bool {
+    match v {
+        J::String(s) => s.contains('\0'),
+        J::Array(a) => a.iter().any(json_has_nul),
+        J::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
     }
 }
 
@@ -838,6 +855,9 @@ fn format_utc(t: time::OffsetDateTime) -> String {
 
 /// A query-string value as the field's typed value.
 fn query_value(f: &Field, s: &str) -> Result<DbValue, String> {
+    if s.contains('\0') {
+        return Err("values cannot contain NUL characters".into());
+    }
     Ok(match &f.ty {
         FieldType::Int => DbValue::Integer(s.parse().map_err(|_| format!("`{s}` is not a whole number in 64 bits"))?),
         FieldType::Decimal => {

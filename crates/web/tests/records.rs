@@ -49,6 +49,7 @@ on_both_backends!(
     users_me_needs_a_session_and_user_rows_are_private_by_default,
     openapi_document_lists_every_entity_route,
     compressed_problem_responses_decode,
+    nul_characters_are_refused_not_500,
 );
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -529,4 +530,15 @@ async fn compressed_problem_responses_decode(backend: Backend) {
     let body: Value = r.json().await.expect("a gzip-accepting client reads the problem");
     assert_eq!(body["request_id"], "gz-1");
     assert_eq!(body["status"], 404);
+}
+
+async fn nul_characters_are_refused_not_500(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
+    let (s, _, p) = post(&app, "/api/items", json!({"name": "a\u{0}b"})).await;
+    assert_eq!((s, codes(&p)), (StatusCode::UNPROCESSABLE_ENTITY, vec![("name".to_string(), "invalid_format".to_string())]));
+    let (s, _, p) = post(&app, "/api/items", json!({"name": "Ok", "data": {"k\u{0}": ["\u{0}"]}})).await;
+    assert_eq!((s, codes(&p)), (StatusCode::UNPROCESSABLE_ENTITY, vec![("data".to_string(), "invalid_format".to_string())]));
+    assert_eq!(get(&app, "/api/items?name=a%00b").await.0, 400);
+    assert_eq!(get(&app, "/api/items/a%00b").await.0, 404);
+    assert_eq!(send(&app, reqwest::Method::DELETE, "/api/items/a%00b", None, &[]).await.0, 404);
 }
