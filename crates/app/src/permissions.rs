@@ -41,44 +41,70 @@ pub fn verdict(rule: Option<&Expr>, who: Who) -> Verdict {
     }
 }
 
-fn eval(e: &Expr, who: Who) -> Verdict {
-    use Verdict::*;
-    let b = |x: bool| if x { Allowed } else { Denied };
+/// The values a condition can take for this caller over all rows, as a
+/// set of SQL's three values (bit 0 true, bit 1 false, bit 2 unknown).
+/// Tracking the set, not one value, keeps `x = me and y = 1` for an
+/// anonymous caller at "never true" (unknown and anything is never true).
+const T: u8 = 1;
+const F: u8 = 2;
+const U: u8 = 4;
+
+fn possible(e: &Expr, who: Who) -> u8 {
+    let b = |x: bool| if x { T } else { F };
     match e {
-        Expr::Anyone => Allowed,
+        Expr::Anyone => T,
         Expr::SignedIn => b(who != Who::Anonymous),
         Expr::Role { role } => b(who == Who::Role(*role)),
-        Expr::Compare { value: Value::Me, .. } if who == Who::Anonymous => Unknown,
-        Expr::Compare { .. } => Depends,
-        Expr::Not { expr } => match eval(expr, who) {
-            Allowed => Denied,
-            Denied => Allowed,
-            other => other,
-        },
-        Expr::And { items } => {
-            let v: Vec<Verdict> = items.iter().map(|i| eval(i, who)).collect();
-            if v.contains(&Denied) {
-                Denied
-            } else if v.iter().all(|x| *x == Allowed) {
-                Allowed
-            } else if v.contains(&Depends) {
-                Depends
-            } else {
-                Unknown
+        Expr::Compare { value: Value::Me, .. } if who == Who::Anonymous => U,
+        // A row may match, not match, or hold no value (unknown).
+        Expr::Compare { .. } => T | F | U,
+        Expr::Not { expr } => {
+            let v = possible(expr, who);
+            (if v & T != 0 { F } else { 0 }) | (if v & F != 0 { T } else { 0 }) | (v & U)
+        }
+        Expr::And { items } => items.iter().map(|i| possible(i, who)).fold(T, |acc, v| combine(acc, v, and3)),
+        Expr::Or { items } => items.iter().map(|i| possible(i, who)).fold(F, |acc, v| combine(acc, v, or3)),
+    }
+}
+
+fn combine(a: u8, b: u8, op: fn(u8, u8) -> u8) -> u8 {
+    let mut out = 0;
+    for x in [T, F, U] {
+        for y in [T, F, U] {
+            if a & x != 0 && b & y != 0 {
+                out |= op(x, y);
             }
         }
-        Expr::Or { items } => {
-            let v: Vec<Verdict> = items.iter().map(|i| eval(i, who)).collect();
-            if v.contains(&Allowed) {
-                Allowed
-            } else if v.iter().all(|x| *x == Denied) {
-                Denied
-            } else if v.contains(&Depends) {
-                Depends
-            } else {
-                Unknown
-            }
-        }
+    }
+    out
+}
+
+fn and3(x: u8, y: u8) -> u8 {
+    if x == F || y == F {
+        F
+    } else if x == U || y == U {
+        U
+    } else {
+        T
+    }
+}
+
+fn or3(x: u8, y: u8) -> u8 {
+    if x == T || y == T {
+        T
+    } else if x == U || y == U {
+        U
+    } else {
+        F
+    }
+}
+
+fn eval(e: &Expr, who: Who) -> Verdict {
+    match possible(e, who) {
+        T => Verdict::Allowed,
+        U => Verdict::Unknown,
+        v if v & T == 0 => Verdict::Denied,
+        _ => Verdict::Depends,
     }
 }
 
@@ -185,6 +211,10 @@ mod tests {
         assert_eq!(verdict(p.update.as_ref(), Who::Anonymous), Verdict::Unknown, "not unknown is unknown");
         assert_eq!(verdict(p.create.as_ref(), Who::Anonymous), Verdict::Denied);
         assert_eq!(verdict(p.delete.as_ref(), member), Verdict::Denied);
+        let both = Expr::And { items: vec![p.read.clone().unwrap(), Expr::SignedIn] };
+        assert!(verdict(Some(&both), Who::Anonymous).never());
+        let owner_and_open = Expr::And { items: vec![p.update.clone().unwrap(), Expr::Anyone] };
+        assert!(verdict(Some(&owner_and_open), Who::Anonymous).never(), "unknown and anything is never true");
         assert_eq!(words(&m, &residual(p.read.as_ref().unwrap(), member).unwrap()), "its owner is you");
         assert_eq!(words(&m, p.read.as_ref().unwrap()), "its owner is you, or the caller is an admin");
     }
