@@ -50,6 +50,7 @@ on_both_backends!(
     openapi_document_lists_every_entity_route,
     compressed_problem_responses_decode,
     nul_characters_are_refused_not_500,
+    parallel_patches_with_one_if_match_give_one_200,
 );
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -541,4 +542,24 @@ async fn nul_characters_are_refused_not_500(backend: Backend) {
     assert_eq!(get(&app, "/api/items?name=a%00b").await.0, 400);
     assert_eq!(get(&app, "/api/items/a%00b").await.0, 404);
     assert_eq!(send(&app, reqwest::Method::DELETE, "/api/items/a%00b", None, &[]).await.0, 404);
+}
+
+async fn parallel_patches_with_one_if_match_give_one_200(backend: Backend) {
+    let app = spawn(backend, SHOP).await;
+    let (_, _, item) = post(&app, "/api/items", json!({"name": "Race", "qty": 0})).await;
+    let path = app.at(&format!("/api/items/{}", item["id"].as_str().unwrap()));
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let (client, path) = (app.client.clone(), path.clone());
+        handles.push(tokio::spawn(async move {
+            client.patch(&path).header("if-match", "\"1\"").json(&json!({"qty": i})).send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for h in handles {
+        statuses.push(h.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 412, 412, 412, 412, 412, 412, 412]);
+    assert_eq!(get(&app, &format!("/api/items/{}", item["id"].as_str().unwrap())).await.1["version"], 2);
 }
