@@ -399,6 +399,61 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
             }
         }
     }
+    // Updates hold after the change too: move references of rows the
+    // caller may update to each candidate target, and compare.
+    for pc in probe_callers.iter().filter(|c| c.user.is_some()) {
+        for e in &model.entities {
+            let refs: Vec<(String, EntityId)> = e
+                .declared_fields()
+                .filter(|f| !f.read_only)
+                .filter_map(|f| match f.ty {
+                    FieldType::Ref(t) => Some((f.name.clone(), t)),
+                    _ => None,
+                })
+                .collect();
+            if refs.is_empty() {
+                continue;
+            }
+            let count = rows.get(&e.id).map_or(0, Vec::len);
+            for i in 0..count.min(4) {
+                for (field, target) in &refs {
+                    let targets: Vec<String> =
+                        rows.get(target).into_iter().flatten().take(4).filter_map(|r| r["id"].as_str().map(str::to_string)).collect();
+                    for target_id in targets {
+                        let rec = rows[&e.id][i].clone();
+                        let readable = holds(&model, e.id, e.permissions.read.as_ref(), &rec, pc, &rows);
+                        if !readable || !holds(&model, e.id, e.permissions.update.as_ref(), &rec, pc, &rows) {
+                            continue;
+                        }
+                        let visible = rows
+                            .get(target)
+                            .and_then(|rs| rs.iter().find(|r| r["id"].as_str() == Some(target_id.as_str())))
+                            .is_some_and(|t| holds(&model, *target, model.entity(*target).permissions.read.as_ref(), t, pc, &rows));
+                        let mut moved = rec.clone();
+                        moved.insert(field.clone(), J::String(target_id.clone()));
+                        let after = holds(&model, e.id, e.permissions.update.as_ref(), &moved, pc, &rows);
+                        let expected = if !visible {
+                            422
+                        } else if after {
+                            200
+                        } else {
+                            403
+                        };
+                        let id = rec["id"].as_str().unwrap_or_default();
+                        let path = format!("{url}/api/{}/{id}", e.plural);
+                        let got =
+                            send(&client, pc, reqwest::Method::PATCH, &path, Some(json!({ field.as_str(): target_id })), None).await?;
+                        report.check(&pc.label, &e.name, "update", expected, got.0, &format!("PATCH {id} {field} -> {target_id}"));
+                        if got.0 == 200 {
+                            if let Some(r) = rows.get_mut(&e.id).and_then(|rs| rs.get_mut(i)) {
+                                *r = got.1.as_object().cloned().unwrap_or_default();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
     let _ = stop.send(());
     Ok(report)
 }
