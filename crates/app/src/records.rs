@@ -158,7 +158,7 @@ impl App {
         let mut sets_role = false;
         for (i, f) in e.fields.iter().enumerate() {
             let fid = FieldId(i);
-            if let Some(why) = create_refusal(&self.model, entity, f) {
+            if let Some(why) = create_refusal(entity, f) {
                 if obj.contains_key(&f.name) {
                     errors.push(FieldError::new(&f.name, "read_only", why));
                 } else if let Some(v) = self.default_value(f, caller) {
@@ -254,7 +254,7 @@ impl App {
         let mut sets_other = false;
         for (name, v) in obj {
             let (fid, f) = e.field_by_name(name).expect("checked above");
-            if let Some(why) = update_refusal(&self.model, entity, f) {
+            if let Some(why) = update_refusal(entity, f) {
                 errors.push(FieldError::new(&f.name, "read_only", why));
                 continue;
             }
@@ -724,7 +724,7 @@ fn check_unknown_fields(e: &Entity, obj: &serde_json::Map<String, J>) -> Result<
 }
 
 /// Why a field may not be given on create, if it may not.
-fn create_refusal(_model: &AppModel, entity: EntityId, f: &Field) -> Option<String> {
+fn create_refusal(entity: EntityId, f: &Field) -> Option<String> {
     match f.builtin {
         Some(Builtin::Id | Builtin::CreatedAt | Builtin::UpdatedAt | Builtin::Version) => {
             Some(format!("`{}` is set by the server.", f.name))
@@ -735,7 +735,7 @@ fn create_refusal(_model: &AppModel, entity: EntityId, f: &Field) -> Option<Stri
 }
 
 /// Why a field may not be given on update, if it may not.
-fn update_refusal(_model: &AppModel, entity: EntityId, f: &Field) -> Option<String> {
+fn update_refusal(entity: EntityId, f: &Field) -> Option<String> {
     match f.builtin {
         Some(Builtin::Id | Builtin::CreatedAt | Builtin::UpdatedAt | Builtin::Version) => {
             Some(format!("`{}` is set by the server.", f.name))

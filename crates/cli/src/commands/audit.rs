@@ -344,7 +344,7 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
             // through the filter, so later creates do not disturb it).
             for rec in rows.get(&e.id).cloned().unwrap_or_default() {
                 let id = rec["id"].as_str().unwrap_or_default().to_string();
-                let readable = holds(&model, e.id, e.permissions.read.as_ref(), &rec, pc, &rows);
+                let readable = holds(&model, e.permissions.read.as_ref(), &rec, pc, &rows);
                 let expected_get = if readable { 200 } else { 404 };
                 let got = send(&client, pc, reqwest::Method::GET, &format!("{list_url}/{id}"), None, None).await?;
                 report.check(&pc.label, &e.name, "read", expected_get, got.0, &format!("GET {id}"));
@@ -359,7 +359,7 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
                     &format!("list ?id={id}"),
                 );
                 for (action, method) in [(Action::Update, reqwest::Method::PATCH), (Action::Delete, reqwest::Method::DELETE)] {
-                    let allowed = holds(&model, e.id, e.permissions.get(action), &rec, pc, &rows);
+                    let allowed = holds(&model, e.permissions.get(action), &rec, pc, &rows);
                     let expected = if !readable {
                         404
                     } else if allowed {
@@ -421,17 +421,17 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
                         rows.get(target).into_iter().flatten().take(4).filter_map(|r| r["id"].as_str().map(str::to_string)).collect();
                     for target_id in targets {
                         let rec = rows[&e.id][i].clone();
-                        let readable = holds(&model, e.id, e.permissions.read.as_ref(), &rec, pc, &rows);
-                        if !readable || !holds(&model, e.id, e.permissions.update.as_ref(), &rec, pc, &rows) {
+                        let readable = holds(&model, e.permissions.read.as_ref(), &rec, pc, &rows);
+                        if !readable || !holds(&model, e.permissions.update.as_ref(), &rec, pc, &rows) {
                             continue;
                         }
                         let visible = rows
                             .get(target)
                             .and_then(|rs| rs.iter().find(|r| r["id"].as_str() == Some(target_id.as_str())))
-                            .is_some_and(|t| holds(&model, *target, model.entity(*target).permissions.read.as_ref(), t, pc, &rows));
+                            .is_some_and(|t| holds(&model, model.entity(*target).permissions.read.as_ref(), t, pc, &rows));
                         let mut moved = rec.clone();
                         moved.insert(field.clone(), J::String(target_id.clone()));
-                        let after = holds(&model, e.id, e.permissions.update.as_ref(), &moved, pc, &rows);
+                        let after = holds(&model, e.permissions.update.as_ref(), &moved, pc, &rows);
                         let expected = if !visible {
                             422
                         } else if after {
@@ -733,7 +733,7 @@ fn create_expectation(model: &AppModel, entity: EntityId, body: Option<&J>, pc: 
     for f in e.declared_fields() {
         if let (FieldType::Ref(t), Some(J::String(id))) = (&f.ty, new.get(&f.name)) {
             let target = rows.get(t).and_then(|rs| rs.iter().find(|r| r["id"].as_str() == Some(id.as_str())));
-            let visible = target.is_some_and(|r| holds(model, *t, model.entity(*t).permissions.read.as_ref(), r, pc, rows));
+            let visible = target.is_some_and(|r| holds(model, model.entity(*t).permissions.read.as_ref(), r, pc, rows));
             if !visible {
                 return 422;
             }
@@ -742,7 +742,7 @@ fn create_expectation(model: &AppModel, entity: EntityId, body: Option<&J>, pc: 
     if f_required_missing(model, entity, &new) {
         return 422;
     }
-    if holds(model, entity, e.permissions.create.as_ref(), &new, pc, rows) {
+    if holds(model, e.permissions.create.as_ref(), &new, pc, rows) {
         201
     } else {
         403
@@ -761,7 +761,7 @@ enum T {
     Unknown,
 }
 
-fn holds(model: &AppModel, _entity: EntityId, rule: Option<&Expr>, rec: &Record, pc: &ProbeCaller, rows: &Rows) -> bool {
+fn holds(model: &AppModel, rule: Option<&Expr>, rec: &Record, pc: &ProbeCaller, rows: &Rows) -> bool {
     rule.is_some_and(|r| eval(model, r, rec, pc, rows) == T::True)
 }
 
