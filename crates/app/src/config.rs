@@ -62,7 +62,15 @@ pub struct AppConfig {
     pub mail_from: Option<String>,
     /// Mail template overrides (`mail/<name>` beside the spec): name and source.
     pub mail_templates: Vec<(String, String)>,
+    /// `CHARTER_STATEMENT_TIMEOUT_MS`: a list or `count` query still running
+    /// after this is cancelled and answered 503.
+    pub statement_timeout: std::time::Duration,
+    /// UI template overrides (`templates/<name>` beside the spec): name and source.
+    pub ui_templates: Vec<(String, String)>,
 }
+
+/// The statement timeout when none is configured.
+pub const DEFAULT_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl AppConfig {
     /// A configuration for tests and development.
@@ -78,6 +86,8 @@ impl AppConfig {
             smtp_url: None,
             mail_from: None,
             mail_templates: Vec::new(),
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            ui_templates: Vec::new(),
         }
     }
 }

@@ -64,7 +64,7 @@ fn secure_cookie(app: &SharedApp) -> bool {
     app.config.profile != Profile::Dev || app.config.secure_cookies
 }
 
-fn set_cookie(app: &SharedApp, token: &str, max_age_secs: i64) -> HeaderValue {
+pub(crate) fn set_cookie(app: &SharedApp, token: &str, max_age_secs: i64) -> HeaderValue {
     let name = cookie_name(app);
     let secure = if secure_cookie(app) { "; Secure" } else { "" };
     let value = format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}");

@@ -9,6 +9,7 @@ mod json;
 mod middleware;
 mod ops;
 mod problem;
+pub mod ui;
 
 pub use caller::{client_info, credentials, Auth, SignedIn};
 pub use json::JsonBody;
@@ -34,11 +35,18 @@ pub fn router(app: SharedApp) -> Router {
         .merge(api::records::routes(&app))
         .merge(api::openapi::routes(&app))
         .fallback(|| async { Problem::not_found() });
+    let ui = ui::Ui::new(&app.config.ui_templates).unwrap_or_else(|e| {
+        // `charter serve` checks the overrides before it gets here.
+        tracing::error!(error = %e, "a UI template override is broken; using the default templates");
+        ui::Ui::new(&[]).expect("the default templates compile")
+    });
     let router = Router::new()
         .merge(ops::routes())
         .nest("/api", api)
-        .fallback(|| async { Problem::not_found() })
+        .merge(ui::routes(&app))
+        .fallback(ui::not_found)
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
+        .layer(axum::Extension(Arc::new(ui)))
         .with_state(app.clone());
     middleware::wrap(router, app)
 }

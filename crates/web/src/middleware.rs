@@ -105,8 +105,10 @@ async fn around(State(app): State<SharedApp>, mut req: Request, next: Next) -> R
         next.run(req).await
     };
 
-    // Errors produced by layers below (body limit, timeout) become problems.
-    if res.extensions().get::<ProblemMarker>().is_none() && (res.status().is_client_error() || res.status().is_server_error()) {
+    // Errors produced by layers below (body limit, timeout) become problems;
+    // UI pages (HTML, their own headers) are left as they are.
+    let ui_page = res.extensions().get::<crate::ui::UiPage>().is_some();
+    if !ui_page && res.extensions().get::<ProblemMarker>().is_none() && (res.status().is_client_error() || res.status().is_server_error()) {
         res = match res.status() {
             StatusCode::PAYLOAD_TOO_LARGE => {
                 Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The body is larger than 1 MiB.").into_response()
@@ -127,7 +129,7 @@ async fn around(State(app): State<SharedApp>, mut req: Request, next: Next) -> R
     let headers = res.headers_mut();
     headers.insert(X_REQUEST_ID.clone(), HeaderValue::from_str(&id).expect("validated id"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    if is_api || error || path == "/healthz" || path == "/readyz" {
+    if is_api || (error && !ui_page) || path == "/healthz" || path == "/readyz" {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::VARY, HeaderValue::from_static("Cookie, Authorization"));

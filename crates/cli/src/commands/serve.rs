@@ -72,9 +72,9 @@ pub fn trusted_proxies(value: Option<&str>) -> Result<Vec<ipnet::IpNet>, String>
     Ok(out)
 }
 
-/// Mail template overrides: the files of `mail/` beside the spec.
-fn mail_templates(dir: &Path) -> Result<Vec<(String, String)>, String> {
-    let folder = dir.join("mail");
+/// Template overrides: the files of `mail/` or `templates/` beside the spec.
+fn template_files(dir: &Path, folder: &str) -> Result<Vec<(String, String)>, String> {
+    let folder = dir.join(folder);
     let Ok(entries) = std::fs::read_dir(&folder) else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for entry in entries.flatten() {
@@ -101,8 +101,20 @@ pub fn app_config(env: &Env, profile: Profile, secret: Secret, public_url: Strin
         trusted_proxies: trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES"))?,
         smtp_url: env.get("CHARTER_SMTP_URL").map(|u| Secret::new(u.as_bytes().to_vec())),
         mail_from: env.get("CHARTER_MAIL_FROM").map(str::to_string),
-        mail_templates: mail_templates(dir)?,
+        mail_templates: template_files(dir, "mail")?,
+        ui_templates: template_files(dir, "templates")?,
+        statement_timeout: statement_timeout(env.get("CHARTER_STATEMENT_TIMEOUT_MS"))?,
     })
+}
+
+/// `CHARTER_STATEMENT_TIMEOUT_MS`: milliseconds a list or `count` query may
+/// run (default 5000).
+pub fn statement_timeout(value: Option<&str>) -> Result<std::time::Duration, String> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(charter_app::DEFAULT_STATEMENT_TIMEOUT) };
+    match v.parse::<u64>() {
+        Ok(ms) if (1..=3_600_000).contains(&ms) => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(format!("CHARTER_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds from 1 to 3600000, not `{v}`")),
+    }
 }
 
 fn init_logging(profile: Profile, filter: Option<&str>) {
@@ -174,6 +186,11 @@ pub fn run(args: Args) -> u8 {
             return exit::USAGE;
         }
     };
+    // A broken UI template override stops the start, before any migration.
+    if let Err(e) = charter_web::ui::Ui::new(&app_config.ui_templates) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async move {
         let db = match Database::open(&config).await {
@@ -259,5 +276,14 @@ mod tests {
         assert!(trusted_proxies(Some("127.0.0.1")).unwrap()[0].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
         assert!(trusted_proxies(Some("not-an-address")).is_err());
         assert!(trusted_proxies(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn statement_timeout_is_milliseconds_with_a_default() {
+        assert_eq!(statement_timeout(None).unwrap(), charter_app::DEFAULT_STATEMENT_TIMEOUT);
+        assert_eq!(statement_timeout(Some("250")).unwrap(), std::time::Duration::from_millis(250));
+        for bad in ["0", "-5", "1.5", "5s", "3600001"] {
+            assert!(statement_timeout(Some(bad)).unwrap_err().contains("CHARTER_STATEMENT_TIMEOUT_MS"), "{bad}");
+        }
     }
 }
