@@ -548,3 +548,15 @@ async fn assets_are_served_from_the_app_with_long_caching() {
     let a = v.get("/api/no/such").await;
     assert_eq!(a.headers["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn the_dev_outbox_page_links_the_mails_and_exists_only_in_dev() {
+    let t = spawn_app(TASKBOARD).await;
+    let mut v = Visitor::new(&t);
+    v.submit("/signup", "/signup", &[("email", "ann@example.com"), ("password", PASSWORD)]).await;
+    let token = t.mail_to("ann@example.com", "Confirm").await.token();
+    let page = v.get("/_dev/outbox").await;
+    assert!(page.body.contains(&format!("&#x2f;verify?token={token}")), "{}", page.body);
+    let prod = spawn_app_with(TASKBOARD, |c| c.profile = charter_app::Profile::Prod).await;
+    assert_eq!(Visitor::new(&prod).get("/_dev/outbox").await.status, StatusCode::NOT_FOUND);
+}

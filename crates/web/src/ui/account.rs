@@ -90,7 +90,8 @@ async fn show(app: &SharedApp, ui: &Ui, viewer: &Viewer, st: State_, status: Sta
 
 /// A short name for a browser from its user agent.
 fn device(ua: &str) -> String {
-    let browser = ["Firefox", "Edg", "Chrome", "Safari"].iter().find(|b| ua.contains(*b)).map_or("Browser", |b| if *b == "Edg" { "Edge" } else { b });
+    let browser =
+        ["Firefox", "Edg", "Chrome", "Safari"].iter().find(|b| ua.contains(*b)).map_or("Browser", |b| if *b == "Edg" { "Edge" } else { b });
     let os = ["Android", "iPhone", "iPad", "Windows", "Mac OS", "Linux"].iter().find(|o| ua.contains(*o)).map_or("", |o| *o);
     if ua.starts_with("curl/") || !ua.contains("Mozilla") {
         let short: String = ua.chars().take(40).collect();
@@ -127,9 +128,12 @@ async fn save_profile(State(app): State<SharedApp>, Extension(ui): UiExt, viewer
     let if_match = form.get("_version").and_then(|v| v.parse::<i64>().ok()).map_or(IfMatch::Absent, IfMatch::Version);
     match app.update_me(&session.caller, &body, if_match).await {
         Ok(_) => redirect("/account?n=saved"),
-        Err(AppError::Validation(errors)) => again(errors, Some("Some fields need your attention.".into()), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(AppError::Validation(errors)) => {
+            again(errors, Some("Some fields need your attention.".into()), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
         Err(AppError::PreconditionFailed { .. }) => {
-            let alert = "Your details changed in another tab or device since this page was opened. Reload the page to see them, then edit again.";
+            let alert =
+                "Your details changed in another tab or device since this page was opened. Reload the page to see them, then edit again.";
             again(vec![], Some(alert.into()), StatusCode::PRECONDITION_FAILED).await
         }
         Err(e) => fail(&app, &ui, &viewer, e),

@@ -27,6 +27,7 @@ pub fn routes() -> Router<SharedApp> {
         .route("/reset", get(reset_page).post(reset))
         .route("/logout", post(logout))
         .route("/logout-all", post(logout_all))
+        .route("/_dev/outbox", get(dev_outbox))
 }
 
 fn field_errors(errors: &[FieldError]) -> J {
@@ -229,7 +230,10 @@ async fn reset(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewe
     let again = |data: J, status: StatusCode| token_page(&app, &ui, &viewer, "reset.html", "Choose a new password", data, status);
     if !viewer.csrf_ok(&app, &form) {
         super::csrf_refused(&viewer);
-        return again(json!({"token": token, "min_length": min, "alert": "This page had expired. Enter the new password again."}), StatusCode::FORBIDDEN);
+        return again(
+            json!({"token": token, "min_length": min, "alert": "This page had expired. Enter the new password again."}),
+            StatusCode::FORBIDDEN,
+        );
     }
     match app.reset_password(&token, form.get("password").unwrap_or("").to_string(), &viewer.client).await {
         Ok(()) => redirect("/login?n=reset"),
@@ -237,9 +241,10 @@ async fn reset(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewe
         Err(AppError::Validation(errors)) => {
             again(json!({"token": token, "min_length": min, "errors": field_errors(&errors)}), StatusCode::UNPROCESSABLE_ENTITY)
         }
-        Err(AppError::TooManyRequests { .. }) => {
-            again(json!({"token": token, "min_length": min, "alert": "Too many attempts. Wait a few minutes."}), StatusCode::TOO_MANY_REQUESTS)
-        }
+        Err(AppError::TooManyRequests { .. }) => again(
+            json!({"token": token, "min_length": min, "alert": "Too many attempts. Wait a few minutes."}),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
         Err(e) => fail(&app, &ui, &viewer, e),
     }
 }
@@ -267,4 +272,39 @@ async fn logout(State(app): State<SharedApp>, viewer: Viewer, form: FormData) ->
 
 async fn logout_all(State(app): State<SharedApp>, viewer: Viewer, form: FormData) -> Response {
     end(app, viewer, form, true).await
+}
+
+/// Dev only: the outbox as a page, so a developer trying the app can
+/// follow the verification and reset links without an SMTP server.
+pub async fn dev_outbox(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer) -> Response {
+    if !super::is_dev(&app) {
+        return super::error_page(&app, &ui, &viewer, StatusCode::NOT_FOUND);
+    }
+    let mails = match app.outbox(50).await {
+        Ok(m) => m,
+        Err(e) => return fail(&app, &ui, &viewer, e),
+    };
+    let base = app.config.public_url.trim_end_matches('/').to_string();
+    let items: Vec<J> = mails
+        .iter()
+        .map(|m| {
+            // Links to this app become local paths, so they open here
+            // whatever address the browser used.
+            let links: Vec<String> = m
+                .text
+                .split_whitespace()
+                .filter(|w| w.starts_with(&base))
+                .map(|w| w[base.len()..].to_string())
+                .filter(|p| p.starts_with('/'))
+                .collect();
+            json!({
+                "to": m.to,
+                "subject": m.subject,
+                "sent_at": charter_app::auth::rfc3339(m.sent_at).replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC",
+                "text": m.text,
+                "links": links,
+            })
+        })
+        .collect();
+    render(&app, &ui, &viewer, Page::new("outbox.html", "Outbox (development)", json!({"mails": items})))
 }

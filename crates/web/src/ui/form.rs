@@ -38,7 +38,8 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
         if !urlencoded {
             return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "Send the form as application/x-www-form-urlencoded.").into_response());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response())?;
+        let bytes =
+            Bytes::from_request(req, state).await.map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.").into_response())?;
         Ok(FormData(form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.replace("\r\n", "\n"))).collect()))
     }
 }
@@ -78,7 +79,8 @@ pub fn to_body(fields: &[&Field], form: &FormData, creating: bool) -> J {
             }
             _ => {
                 let Some(raw) = raw else { continue };
-                let text = if f.ty == FieldType::Json || matches!(f.ty, FieldType::Text) { raw.to_string() } else { raw.trim().to_string() };
+                let text =
+                    if f.ty == FieldType::Json || matches!(f.ty, FieldType::Text) { raw.to_string() } else { raw.trim().to_string() };
                 if text.trim().is_empty() {
                     if creating {
                         continue;
@@ -101,7 +103,13 @@ fn typed(ty: &FieldType, text: &str) -> J {
         // `datetime-local` gives `2026-11-27T10:30`; the UI speaks UTC.
         FieldType::DateTime => {
             let t = text.trim();
-            let t = if t.len() == 16 { format!("{t}:00Z") } else if t.len() == 19 { format!("{t}Z") } else { t.to_string() };
+            let t = if t.len() == 16 {
+                format!("{t}:00Z")
+            } else if t.len() == 19 {
+                format!("{t}Z")
+            } else {
+                t.to_string()
+            };
             J::String(t)
         }
         _ => J::String(text.into()),
@@ -175,8 +183,7 @@ pub fn input(model: &AppModel, f: &Field, value: Option<&J>, error: Option<Strin
         FieldType::Bool => ("checkbox", json!({"checked": value.and_then(J::as_bool).unwrap_or(false)})),
         FieldType::Enum(members) => {
             let current = text_value(value);
-            let opts: Vec<J> =
-                members.iter().map(|m| json!({"value": m, "label": humanize(m), "selected": *m == current})).collect();
+            let opts: Vec<J> = members.iter().map(|m| json!({"value": m, "label": humanize(m), "selected": *m == current})).collect();
             ("select", json!({"options": opts, "blank": !f.required || current.is_empty()}))
         }
         FieldType::Role => {

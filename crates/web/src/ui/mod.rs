@@ -48,6 +48,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("form.html", include_str!("../../templates/form.html")),
     ("delete.html", include_str!("../../templates/delete.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    ("outbox.html", include_str!("../../templates/outbox.html")),
 ];
 
 /// The compiled templates of one app.
@@ -167,13 +168,11 @@ impl FromRequestParts<SharedApp> for Viewer {
                 slot.set(&s.user_id);
             }
         }
-        let nonce = read_cookie(&parts.headers, nonce_cookie_name(app)).filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        let nonce =
+            read_cookie(&parts.headers, nonce_cookie_name(app)).filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()));
         let here = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-        let cross_site = parts
-            .headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+        let cross_site =
+            parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
         Ok(Viewer {
             session,
             expired,
@@ -331,7 +330,8 @@ fn base_context(app: &SharedApp, viewer: &Viewer, title: &str, csrf: &str, notic
         .filter(|e| in_nav(&app.model, e, who))
         .map(|e| {
             let href = base_path(e);
-            let active = viewer.here == href || viewer.here.starts_with(&format!("{href}/")) || viewer.here.starts_with(&format!("{href}?"));
+            let active =
+                viewer.here == href || viewer.here.starts_with(&format!("{href}/")) || viewer.here.starts_with(&format!("{href}?"));
             json!({"label": entity_plural_label(e), "href": href, "active": active})
         })
         .collect();
@@ -497,10 +497,9 @@ pub fn query_param(here: &str, name: &str) -> Option<String> {
 /// An error page for a status, in words.
 pub fn error_page(app: &SharedApp, ui: &Ui, viewer: &Viewer, status: StatusCode) -> Response {
     let (title, text) = match status {
-        StatusCode::NOT_FOUND => (
-            "Not found",
-            "This page does not exist, or you do not have access to it. Check the address, or go back to the start.",
-        ),
+        StatusCode::NOT_FOUND => {
+            ("Not found", "This page does not exist, or you do not have access to it. Check the address, or go back to the start.")
+        }
         StatusCode::FORBIDDEN => ("Not allowed", "Your account is not allowed to do this."),
         StatusCode::TOO_MANY_REQUESTS => ("Too many attempts", "Too many attempts in a short time. Wait a few minutes and try again."),
         StatusCode::SERVICE_UNAVAILABLE => ("Unavailable", "The service is unavailable right now. Try again in a moment."),

@@ -4,8 +4,8 @@
 use super::form::{self, FormData};
 use super::view::{self, Labels};
 use super::{
-    base_path, entity_label, entity_plural_label, fail, humanize, may, new_key, query_param, redirect, render, to_login, urlencode,
-    Page, Ui, Viewer,
+    base_path, entity_label, entity_plural_label, fail, humanize, may, new_key, query_param, redirect, render, to_login, urlencode, Page,
+    Ui, Viewer,
 };
 use crate::SharedApp;
 use axum::extract::{Path, State};
@@ -31,7 +31,10 @@ pub fn routes(app: &SharedApp) -> Router<SharedApp> {
             .route(&base, get(move |s, u, v| list(s, u, v, id)).post(move |s, u, v, f| create(s, u, v, id, f)))
             .route(&format!("{base}/new"), get(move |s, u, v| new(s, u, v, id)))
             .route(&format!("{base}/{{id}}"), get(move |s, u, v, p| detail(s, u, v, p, id)))
-            .route(&format!("{base}/{{id}}/edit"), get(move |s, u, v, p| edit(s, u, v, p, id)).post(move |s, u, v, p, f| save(s, u, v, p, id, f)))
+            .route(
+                &format!("{base}/{{id}}/edit"),
+                get(move |s, u, v, p| edit(s, u, v, p, id)).post(move |s, u, v, p, f| save(s, u, v, p, id, f)),
+            )
             .route(
                 &format!("{base}/{{id}}/delete"),
                 get(move |s, u, v, p| confirm_delete(s, u, v, p, id)).post(move |s, u, v, p, f| delete(s, u, v, p, id, f)),
@@ -111,7 +114,8 @@ fn columns(e: &Entity) -> Vec<&Field> {
         if f.builtin.is_some() && e.id != USER && f.builtin != Some(Builtin::CreatedAt) {
             continue;
         }
-        let long = f.ty == FieldType::Json || (f.ty == FieldType::Text && !matches!(f.max, Some(charter_model::Bound::Length(n)) if n <= 200));
+        let long =
+            f.ty == FieldType::Json || (f.ty == FieldType::Text && !matches!(f.max, Some(charter_model::Bound::Length(n)) if n <= 200));
         if !long {
             cols.push(f);
         }
@@ -127,7 +131,11 @@ async fn list(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer
     let e = app.model.entity(entity);
     let who = viewer.who();
     if !may(&app.model, e, Action::Read, who) {
-        return if viewer.session.is_none() { to_login(&app, &viewer) } else { super::error_page(&app, &ui, &viewer, StatusCode::NOT_FOUND) };
+        return if viewer.session.is_none() {
+            to_login(&app, &viewer)
+        } else {
+            super::error_page(&app, &ui, &viewer, StatusCode::NOT_FOUND)
+        };
     }
     let caller = viewer.caller();
     let (api_query, kept) = list_query(e, &viewer.here);
@@ -144,7 +152,8 @@ async fn list(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer
     let cols = columns(e);
     let base = base_path(e);
     let sort = kept.iter().find(|(k, _)| k == "sort").map(|(_, v)| v.clone()).unwrap_or_else(|| "-created_at".into());
-    let without = |names: &[&str]| -> Vec<(String, String)> { kept.iter().filter(|(k, _)| !names.contains(&k.as_str())).cloned().collect() };
+    let without =
+        |names: &[&str]| -> Vec<(String, String)> { kept.iter().filter(|(k, _)| !names.contains(&k.as_str())).cloned().collect() };
     let headers: Vec<J> = cols
         .iter()
         .map(|f| {
@@ -226,18 +235,19 @@ async fn filter_inputs(app: &SharedApp, caller: &charter_store::Caller, e: &Enti
 
 /// The rows of `target` a person can pick for a reference: those the
 /// caller may read, by label. `None` when they may read none at all.
-async fn reference_options(app: &SharedApp, caller: &charter_store::Caller, target: EntityId) -> Result<Option<Vec<(String, String)>>, AppError> {
+async fn reference_options(
+    app: &SharedApp,
+    caller: &charter_store::Caller,
+    target: EntityId,
+) -> Result<Option<Vec<(String, String)>>, AppError> {
     let t = app.model.entity(target);
     let shown = t.display_field();
     let sort = if shown.ty.is_textual() && shown.builtin != Some(Builtin::Email) { shown.name.clone() } else { "-created_at".into() };
     let query = format!("sort={}&limit={}", urlencode(&sort), charter_app::records::MAX_LIMIT);
     match app.list_records(caller, target, &query).await {
-        Ok(page) => Ok(Some(
-            page.items
-                .iter()
-                .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), view::label_of(r, &shown.name))))
-                .collect(),
-        )),
+        Ok(page) => {
+            Ok(Some(page.items.iter().filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), view::label_of(r, &shown.name)))).collect()))
+        }
         Err(AppError::Unauthorized | AppError::Forbidden { .. } | AppError::BadRequest(_)) => Ok(None),
         Err(e) => Err(e),
     }
@@ -445,15 +455,17 @@ async fn create(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
 #[allow(clippy::type_complexity)]
 fn written_error(err: AppError) -> Result<(Vec<FieldError>, Option<String>, StatusCode), AppError> {
     Ok(match err {
-        AppError::Validation(errors) => (errors, Some("Some fields need your attention; see below.".into()), StatusCode::UNPROCESSABLE_ENTITY),
-        AppError::Unique { field } => (
-            vec![FieldError::new(&field, "unique", format!("Another record already has this {field}."))],
-            None,
-            StatusCode::CONFLICT,
-        ),
+        AppError::Validation(errors) => {
+            (errors, Some("Some fields need your attention; see below.".into()), StatusCode::UNPROCESSABLE_ENTITY)
+        }
+        AppError::Unique { field } => {
+            (vec![FieldError::new(&field, "unique", format!("Another record already has this {field}."))], None, StatusCode::CONFLICT)
+        }
         AppError::Conflict(m) => (vec![], Some(m), StatusCode::CONFLICT),
         AppError::Forbidden { detail, .. } => (vec![], Some(form::plain(&detail)), StatusCode::FORBIDDEN),
-        AppError::TooManyRequests { .. } => (vec![], Some("Too many requests; wait a moment and submit again.".into()), StatusCode::TOO_MANY_REQUESTS),
+        AppError::TooManyRequests { .. } => {
+            (vec![], Some("Too many requests; wait a moment and submit again.".into()), StatusCode::TOO_MANY_REQUESTS)
+        }
         other => return Err(other),
     })
 }
@@ -511,7 +523,13 @@ async fn save(
     }
 }
 
-async fn confirm_delete(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer, Path(id): Path<String>, entity: EntityId) -> Response {
+async fn confirm_delete(
+    State(app): State<SharedApp>,
+    Extension(ui): UiExt,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    entity: EntityId,
+) -> Response {
     let e = app.model.entity(entity);
     let record = match app.get_record(&viewer.caller(), entity, &id).await {
         Ok(r) => r,
@@ -521,7 +539,15 @@ async fn confirm_delete(State(app): State<SharedApp>, Extension(ui): UiExt, view
     delete_page(&app, &ui, &viewer, e, &record, None, StatusCode::OK)
 }
 
-fn delete_page(app: &SharedApp, ui: &Ui, viewer: &Viewer, e: &Entity, record: &Record, alert: Option<String>, status: StatusCode) -> Response {
+fn delete_page(
+    app: &SharedApp,
+    ui: &Ui,
+    viewer: &Viewer,
+    e: &Entity,
+    record: &Record,
+    alert: Option<String>,
+    status: StatusCode,
+) -> Response {
     let id = record.get("id").and_then(J::as_str).unwrap_or_default();
     let base = base_path(e);
     let title = view::label_of(record, &e.display_field().name);
@@ -529,9 +555,7 @@ fn delete_page(app: &SharedApp, ui: &Ui, viewer: &Viewer, e: &Entity, record: &R
         .model
         .entities
         .iter()
-        .filter(|o| {
-            o.declared_fields().any(|f| f.ty == FieldType::Ref(e.id) && f.on_delete == Some(charter_model::OnDelete::Cascade))
-        })
+        .filter(|o| o.declared_fields().any(|f| f.ty == FieldType::Ref(e.id) && f.on_delete == Some(charter_model::OnDelete::Cascade)))
         .map(|o| entity_plural_label(o).to_lowercase())
         .collect();
     let data = json!({
