@@ -16,7 +16,7 @@ mod values;
 
 pub use names::{plural_of, snake_case};
 pub use print::to_spec;
-pub use resolve::looks_like_email;
+pub use resolve::{looks_like_email, pattern_regex};
 pub use settings::{EmailVerification, LoginAttempts, Settings, Signup, SETTING_KEYS};
 pub use values::{is_valid_date, is_valid_datetime, is_valid_decimal};
 

@@ -1096,8 +1096,15 @@ fn rule_help(rule: &str) -> String {
     }
 }
 
+/// A `pattern` rule as the regex that checks values: anchored at both ends,
+/// under a size limit so a spec cannot make matching expensive. The
+/// records use case builds its matcher the same way.
+pub fn pattern_regex(p: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build()
+}
+
 fn compile_pattern(p: &str) -> Result<(), String> {
-    regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build().map(|_| ()).map_err(|e| {
+    pattern_regex(p).map(|_| ()).map_err(|e| {
         let text = e.to_string();
         // The regex crate's message ends with a one-line summary.
         let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid").trim();
@@ -1242,7 +1249,7 @@ fn check_default_fits(f: &Field, v: &DefaultValue) -> Result<(), String> {
                 return Err("it is not an http or https URL".into());
             }
             if let Some(p) = &f.pattern {
-                let re = regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build().map_err(|e| e.to_string())?;
+                let re = pattern_regex(p).map_err(|e| e.to_string())?;
                 if !re.is_match(s) {
                     return Err("it does not match the pattern".into());
                 }
