@@ -560,3 +560,21 @@ async fn the_dev_outbox_page_links_the_mails_and_exists_only_in_dev() {
     let prod = spawn_app_with(TASKBOARD, |c| c.profile = charter_app::Profile::Prod).await;
     assert_eq!(Visitor::new(&prod).get("/_dev/outbox").await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn logging_in_again_replaces_the_session_the_browser_had() {
+    let t = spawn_app(TASKBOARD).await;
+    member(&t, "ann@example.com").await;
+    let mut v = Visitor::new(&t);
+    v.log_in("ann@example.com").await;
+    let before = v.cookies["session"].clone();
+    // Signed in, the login page sends you on; a login form posted anyway
+    // (another tab) starts a new session.
+    assert_eq!(v.get("/login").await.location.as_deref(), Some("/"));
+    let csrf = v.get("/account").await.csrf();
+    let a = v.post("/login", &[("_csrf", &csrf), ("email", "ann@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_ne!(v.cookies["session"], before);
+    let res = t.client.get(t.at("/api/auth/me")).header("cookie", format!("session={before}")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the old session ended (no session fixation)");
+}

@@ -71,8 +71,7 @@ async fn login(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewe
         super::csrf_refused(&viewer);
         return again("This form had expired. Enter your password again.", json!({}), StatusCode::FORBIDDEN);
     }
-    let creds = charter_app::Credentials { bearer: None, cookie: None };
-    match app.login(&email, form.get("password").unwrap_or("").to_string(), &creds, &viewer.client).await {
+    match app.login(&email, form.get("password").unwrap_or("").to_string(), &viewer.presented, &viewer.client).await {
         Ok(r) => {
             let max_age = ((r.session.expires_at - app.clock.now_ms()) / 1000).max(0);
             let mut res = redirect(&next);

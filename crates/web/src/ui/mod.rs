@@ -138,6 +138,8 @@ pub struct Viewer {
     pub htmx: bool,
     pub cross_site: bool,
     pub client: ClientInfo,
+    /// The session cookie as sent (a login replaces the session it names).
+    pub presented: charter_app::Credentials,
 }
 
 const NONCE_SECURE: &str = "__Host-csrf";
@@ -158,6 +160,7 @@ impl FromRequestParts<SharedApp> for Viewer {
         let mut creds = credentials_named(parts, cookie_name(app));
         creds.bearer = None;
         let had_cookie = creds.cookie.is_some();
+        let presented = creds.clone();
         let (session, expired) = match app.session(&creds).await {
             Ok(s) => (s, false),
             Err(AppError::Unauthorized) => (None, had_cookie),
@@ -182,6 +185,7 @@ impl FromRequestParts<SharedApp> for Viewer {
             htmx: parts.headers.contains_key("hx-request"),
             cross_site,
             client: client_info(parts, app),
+            presented,
         })
     }
 }
@@ -344,6 +348,7 @@ fn base_context(app: &SharedApp, viewer: &Viewer, title: &str, csrf: &str, notic
         "page": {"title": title, "here": viewer.here, "notice": notice_code.and_then(notice)},
         "nav": nav,
         "user": user,
+        "signup": app.model.settings.signup == charter_model::Signup::Open,
         "csrf": csrf,
         "assets": assets::urls(),
     })
