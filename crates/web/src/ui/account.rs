@@ -62,8 +62,8 @@ async fn show(app: &SharedApp, ui: &Ui, viewer: &Viewer, st: State_, status: Sta
             json!({
                 "id": s.info.id,
                 "current": s.current,
-                "created_at": rfc3339(s.info.created_at).replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC",
-                "last_seen_at": rfc3339(s.info.last_seen_at).replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC",
+                "created_at": super::view::datetime_text(&rfc3339(s.info.created_at)),
+                "last_seen_at": super::view::datetime_text(&rfc3339(s.info.last_seen_at)),
                 "device": s.info.user_agent.as_deref().map(device).unwrap_or_else(|| "Unknown device".into()),
                 "ip": s.info.ip,
             })

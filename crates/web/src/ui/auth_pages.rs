@@ -299,7 +299,7 @@ pub async fn dev_outbox(State(app): State<SharedApp>, Extension(ui): UiExt, view
             json!({
                 "to": m.to,
                 "subject": m.subject,
-                "sent_at": charter_app::auth::rfc3339(m.sent_at).replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC",
+                "sent_at": super::view::datetime_text(&charter_app::auth::rfc3339(m.sent_at)),
                 "text": m.text,
                 "links": links,
             })

@@ -267,12 +267,11 @@ async fn detail(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
     };
     let who = viewer.who();
     let base = base_path(e);
-    let fields: Vec<J> = e
-        .fields
-        .iter()
-        .filter(|f| !matches!(f.builtin, Some(Builtin::Id | Builtin::Version)) && record.contains_key(&f.name))
-        .map(|f| view::cell(&app, f, &record, &labels))
-        .collect();
+    // Declared fields first, then the record's own times.
+    let shown = |f: &&Field| !matches!(f.builtin, Some(Builtin::Id | Builtin::Version)) && record.contains_key(&f.name);
+    let (times, rest): (Vec<&Field>, Vec<&Field>) =
+        e.fields.iter().filter(shown).partition(|f| matches!(f.builtin, Some(Builtin::CreatedAt | Builtin::UpdatedAt)));
+    let fields: Vec<J> = rest.into_iter().chain(times).map(|f| view::cell(&app, f, &record, &labels)).collect();
     // Rows of other entities that point here, the caller's view of them.
     let mut related = Vec::new();
     for other in &app.model.entities {

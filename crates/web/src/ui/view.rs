@@ -78,7 +78,7 @@ pub fn cell(app: &SharedApp, f: &Field, r: &Record, labels: &Labels) -> J {
             Some(label) => (label.clone(), Some(format!("{}/{id}", base_path(app.model.entity(*t)))), "ref"),
             None => ("(not visible to you)".to_string(), None, "ref"),
         },
-        (FieldType::DateTime, J::String(s)) => (s.replacen('T', " ", 1).trim_end_matches('Z').to_string() + " UTC", None, "datetime"),
+        (FieldType::DateTime, J::String(s)) => (datetime_text(s), None, "datetime"),
         (FieldType::Url, J::String(s)) => {
             let safe = s.starts_with("https://") || s.starts_with("http://");
             (s.clone(), safe.then(|| s.clone()), "url")
@@ -88,4 +88,12 @@ pub fn cell(app: &SharedApp, f: &Field, r: &Record, labels: &Labels) -> J {
         (_, other) => (other.to_string(), None, "text"),
     };
     json!({"name": f.name, "label": humanize(&f.name), "text": text, "href": href, "kind": kind, "external": f.ty == FieldType::Url})
+}
+
+/// `2026-11-27T08:37:48.721Z` as people read it: `2026-11-27 08:37 UTC`.
+pub fn datetime_text(s: &str) -> String {
+    match (s.get(..10), s.get(11..16)) {
+        (Some(date), Some(time)) if s.as_bytes().get(10) == Some(&b'T') => format!("{date} {time} UTC"),
+        _ => s.to_string(),
+    }
 }
