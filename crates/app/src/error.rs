@@ -1,9 +1,9 @@
 //! One error type for every use case. The web layer maps it to problem+json
 //! in one place; `Internal` text goes to the log only.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
     pub code: String,
@@ -58,6 +58,9 @@ impl From<charter_store::StoreError> for AppError {
     fn from(e: charter_store::StoreError) -> Self {
         match e {
             charter_store::StoreError::Unavailable(m) => AppError::Unavailable(m),
+            // A list that ran past the statement timeout: the database is
+            // fine, but this answer cannot be had now (503, no internals).
+            e @ charter_store::StoreError::Timeout(_) => AppError::Unavailable(e.to_string()),
             other => AppError::Internal(other.to_string()),
         }
     }

@@ -14,7 +14,7 @@ pub mod permissions;
 pub mod records;
 
 pub use clock::{Clock, SystemClock, TestClock};
-pub use config::{AppConfig, Profile, Secret};
+pub use config::{AppConfig, Profile, Secret, DEFAULT_STATEMENT_TIMEOUT};
 pub use error::{AppError, FieldError};
 
 use charter_model::AppModel;
@@ -41,7 +41,10 @@ pub struct App {
 impl App {
     /// Builds the app on a database whose schema is already migrated.
     pub fn new(model: Arc<AppModel>, config: AppConfig, db: Database, clock: Arc<dyn Clock>) -> Result<App, AppError> {
-        let records = db.records(model.clone()).map_err(|e| AppError::Internal(e.to_string()))?;
+        let records = db
+            .records(model.clone())
+            .map_err(|e| AppError::Internal(e.to_string()))?
+            .with_statement_timeout(Some(config.statement_timeout));
         let rules = records::Rules::new(&model);
         let auth = records.auth()?;
         let mailer = mail::Mailer::new(&config)?;

@@ -119,7 +119,7 @@ impl App {
     /// The rows of `entity` the caller may read, as `query` (the raw URL
     /// query string) filters, sorts and pages them.
     pub async fn list_records(&self, caller: &Caller, entity: EntityId, query: &str) -> Result<ListResult, AppError> {
-        let (q, sort_text) = self.parse_list_query(entity, query)?;
+        let (q, sort_text) = self.parse_list_query_for(caller, entity, query)?;
         let page = self.records.list(entity, caller, &q).await?;
         let next = page.next.map(|keys| self.encode_cursor(entity, &sort_text, &keys));
         Ok(ListResult { items: page.items, next, count: page.count })
@@ -192,10 +192,13 @@ impl App {
         self.records.create_with_rule(entity, caller, values, rule).await.map_err(write_error)
     }
 
-    /// `create_record` under an `Idempotency-Key`: the first successful
-    /// create is remembered for 24 hours per caller, and a retry with the
-    /// same key and body gets the same record back without a second row.
-    /// Failed attempts are not remembered, so a retry runs again.
+    /// `create_record` under an `Idempotency-Key`: the first answer is
+    /// remembered for 24 hours per caller, and a retry with the same key and
+    /// body gets it again: the same record without a second row, or the same
+    /// refusal (400, 401, 403, 404, 409 or 422; the request cannot succeed
+    /// as sent, so running it again would only hide the first answer).
+    /// Transient failures (503, 500, 429) are not remembered: the claim is
+    /// released and a retry runs again.
     pub async fn create_record_idempotent(&self, caller: &Caller, entity: EntityId, key: &str, body: &J) -> Result<Created, AppError> {
         if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
             return Err(bad("`Idempotency-Key` must be 1 to 255 visible ASCII characters."));
@@ -211,6 +214,11 @@ impl App {
         };
         match self.records.idempotency_claim(&scope, key, &hash, self.clock.now_ms()).await? {
             IdempotencyClaim::Done(stored) => {
+                if let Some(refusal) = stored.strip_prefix(REFUSED) {
+                    let refusal: Refusal =
+                        serde_json::from_str(refusal).map_err(|e| AppError::Internal(format!("stored idempotent refusal: {e}")))?;
+                    return Err(refusal.into_error());
+                }
                 let record: Record =
                     serde_json::from_str(&stored).map_err(|e| AppError::Internal(format!("stored idempotent response: {e}")))?;
                 Ok(Created { record, replayed: true })
@@ -228,7 +236,13 @@ impl App {
                     Ok(Created { record, replayed: false })
                 }
                 Err(e) => {
-                    self.records.idempotency_abandon(&scope, key).await?;
+                    match Refusal::of(&e) {
+                        Some(refusal) => {
+                            let text = format!("{REFUSED}{}", serde_json::to_string(&refusal).expect("refusals serialise"));
+                            self.records.idempotency_finish(&scope, key, &text).await?;
+                        }
+                        None => self.records.idempotency_abandon(&scope, key).await?,
+                    }
                     Err(e)
                 }
             },
@@ -524,8 +538,29 @@ impl App {
     }
 
     /// Parses a list's query string. Returns the query and the sort as text
-    /// (what a cursor is bound to).
+    /// (what a cursor is bound to). `User.email` is refused in filters and
+    /// sorts here; `parse_list_query_for` admits it for callers who may read
+    /// every address.
     pub fn parse_list_query(&self, entity: EntityId, query: &str) -> Result<(ListQuery, String), AppError> {
+        self.parse_query(entity, query, false)
+    }
+
+    /// `parse_list_query` for `caller`: filters and sorts on `User.email`
+    /// are allowed only when the caller's `read email` rule holds whatever
+    /// the row (verdict allowed for their role). A rule that depends on the
+    /// row would let a filter probe addresses the caller cannot read, so it
+    /// is 400 like no rule at all.
+    pub fn parse_list_query_for(&self, caller: &Caller, entity: EntityId, query: &str) -> Result<(ListQuery, String), AppError> {
+        let email_ok = entity == USER && {
+            let user = self.model.user();
+            let (email, _) = user.field_by_name("email").expect("User has email");
+            crate::permissions::verdict(user.permissions.field_rule(Action::Read, email), who(caller))
+                == crate::permissions::Verdict::Allowed
+        };
+        self.parse_query(entity, query, email_ok)
+    }
+
+    fn parse_query(&self, entity: EntityId, query: &str, email_ok: bool) -> Result<(ListQuery, String), AppError> {
         let e = self.model.entity(entity);
         let mut seen = HashSet::new();
         let mut filters = Vec::new();
@@ -554,10 +589,10 @@ impl App {
                         _ => return Err(bad("`count` must be `true` or `false`.")),
                     }
                 }
-                _ => filters.push(self.parse_filter(e, &key, &value)?),
+                _ => filters.push(self.parse_filter(e, &key, &value, email_ok)?),
             }
         }
-        let sort = self.parse_sort(e, &sort_text)?;
+        let sort = self.parse_sort(e, &sort_text, email_ok)?;
         let after = match after {
             Some(c) => Some(self.decode_cursor(entity, &sort_text, sort.len() + 1, &c)?),
             None => None,
@@ -565,7 +600,7 @@ impl App {
         Ok((ListQuery { filters, sort, limit, after, count }, sort_text))
     }
 
-    fn parse_filter(&self, e: &Entity, key: &str, value: &str) -> Result<Filter, AppError> {
+    fn parse_filter(&self, e: &Entity, key: &str, value: &str, email_ok: bool) -> Result<Filter, AppError> {
         let (name, op_text) = match key.split_once("__") {
             Some((n, o)) => (n, Some(o)),
             None => (key, None),
@@ -592,9 +627,10 @@ impl App {
                 )))
             }
         };
-        if f.builtin == Some(Builtin::Email) {
+        let is_email = f.builtin == Some(Builtin::Email) && e.id == USER;
+        if is_email && !email_ok {
             // Filtering on addresses the caller may not read would reveal them.
-            return Err(bad("`email` cannot be used in filters."));
+            return Err(bad("`email` can be used in filters only by callers who may read every user's email."));
         }
         if f.ty == FieldType::Json {
             return Err(bad(format!("`{name}` is a json field and cannot be filtered.")));
@@ -614,10 +650,23 @@ impl App {
         } else {
             vec![query_value(f, value).map_err(|why| bad(format!("`{key}`: {why}")))?]
         };
+        // Addresses are stored normalised (NFC, lowercase); a filter naming
+        // one finds it however it is typed.
+        let values = if is_email && op != FilterOp::Contains {
+            values
+                .into_iter()
+                .map(|v| match v {
+                    DbValue::Text(t) => DbValue::Text(crate::auth::secrets::normalize_email(&t).unwrap_or(t)),
+                    other => other,
+                })
+                .collect()
+        } else {
+            values
+        };
         Ok(Filter { field: fid, op, values })
     }
 
-    fn parse_sort(&self, e: &Entity, text: &str) -> Result<Vec<SortKey>, AppError> {
+    fn parse_sort(&self, e: &Entity, text: &str, email_ok: bool) -> Result<Vec<SortKey>, AppError> {
         let mut keys = Vec::new();
         let mut names = HashSet::new();
         for part in text.split(',') {
@@ -627,8 +676,11 @@ impl App {
             };
             let (fid, f) =
                 e.field_by_name(name).ok_or_else(|| bad(format!("unknown field `{name}` in `sort`; sort by fields of {}.", e.name)))?;
-            if f.ty == FieldType::Json || f.builtin == Some(Builtin::Email) {
+            if f.ty == FieldType::Json {
                 return Err(bad(format!("`{name}` cannot be sorted on.")));
+            }
+            if f.builtin == Some(Builtin::Email) && e.id == USER && !email_ok {
+                return Err(bad(format!("`{name}` can be sorted on only by callers who may read every user's email.")));
             }
             if !names.insert(name) {
                 return Err(bad(format!("`{name}` appears twice in `sort`.")));
@@ -676,6 +728,68 @@ impl App {
         mac.update(b"charter-cursor-v1\0");
         mac.update(payload);
         mac
+    }
+}
+
+/// Marks a stored idempotent response that is a refusal; a stored record
+/// is a JSON object, which never starts with this.
+const REFUSED: &str = "refused:";
+
+/// A create's refusal, as kept for an idempotency key and replayed to its
+/// retries. Only answers that running the same request again would not
+/// change belong here; a 5xx or a 429 does not.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Refusal {
+    BadRequest { detail: String },
+    Unauthorized,
+    Forbidden { problem: Option<String>, detail: String },
+    NotFound,
+    Conflict { detail: String },
+    Unique { field: String },
+    Validation { errors: Vec<FieldError> },
+}
+
+/// Problem types a 403 may carry (`AppError::Forbidden` holds them as
+/// static text).
+const FORBIDDEN_KINDS: &[&str] = &["email-not-verified", "signup-closed"];
+
+impl Refusal {
+    fn of(e: &AppError) -> Option<Refusal> {
+        Some(match e {
+            AppError::BadRequest(detail) => Refusal::BadRequest { detail: detail.clone() },
+            AppError::Unauthorized => Refusal::Unauthorized,
+            AppError::Forbidden { kind, detail } => {
+                if kind.is_some_and(|k| !FORBIDDEN_KINDS.contains(&k)) {
+                    return None;
+                }
+                Refusal::Forbidden { problem: kind.map(str::to_string), detail: detail.clone() }
+            }
+            AppError::NotFound => Refusal::NotFound,
+            AppError::Conflict(detail) => Refusal::Conflict { detail: detail.clone() },
+            AppError::Unique { field } => Refusal::Unique { field: field.clone() },
+            AppError::Validation(errors) => Refusal::Validation { errors: errors.clone() },
+            AppError::InvalidToken
+            | AppError::PreconditionFailed { .. }
+            | AppError::PreconditionRequired
+            | AppError::TooManyRequests { .. }
+            | AppError::Unavailable(_)
+            | AppError::Internal(_) => return None,
+        })
+    }
+
+    fn into_error(self) -> AppError {
+        match self {
+            Refusal::BadRequest { detail } => AppError::BadRequest(detail),
+            Refusal::Unauthorized => AppError::Unauthorized,
+            Refusal::Forbidden { problem, detail } => {
+                AppError::Forbidden { kind: problem.and_then(|p| FORBIDDEN_KINDS.iter().copied().find(|k| *k == p)), detail }
+            }
+            Refusal::NotFound => AppError::NotFound,
+            Refusal::Conflict { detail } => AppError::Conflict(detail),
+            Refusal::Unique { field } => AppError::Unique { field },
+            Refusal::Validation { errors } => AppError::Validation(errors),
+        }
     }
 }
 

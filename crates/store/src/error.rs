@@ -13,6 +13,8 @@ pub enum StoreError {
     /// A migration that ran into a problem the checks did not foresee; the
     /// transaction was rolled back.
     MigrationFailed(String),
+    /// A read ran past the statement timeout and was cancelled.
+    Timeout(String),
     Internal(String),
 }
 
@@ -23,6 +25,7 @@ impl fmt::Display for StoreError {
             StoreError::Unavailable(m) => write!(f, "database unavailable: {m}"),
             StoreError::Drift(m) => write!(f, "the database does not match its migration history: {m}"),
             StoreError::MigrationFailed(m) => write!(f, "migration failed and was rolled back: {m}"),
+            StoreError::Timeout(m) => write!(f, "statement timeout: {m}"),
             StoreError::Internal(m) => write!(f, "internal database error: {m}"),
         }
     }
@@ -32,6 +35,10 @@ impl std::error::Error for StoreError {}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        // Only the statement-timeout progress handler interrupts queries.
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) {
+            return StoreError::Timeout(e.to_string());
+        }
         StoreError::Internal(e.to_string())
     }
 }
@@ -41,6 +48,9 @@ impl From<tokio_postgres::Error> for StoreError {
         let text = crate::postgres::pg_error_text(&e);
         if e.is_closed() {
             StoreError::Unavailable(text)
+        } else if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+            // statement_timeout (or an operator's pg_cancel_backend).
+            StoreError::Timeout(text)
         } else {
             StoreError::Internal(text)
         }

@@ -136,6 +136,16 @@ impl Database {
 }
 
 impl Records {
+    /// Bounds every list (and its `count`): a query still running after
+    /// `timeout` is cancelled and the list fails with `StoreError::Timeout`.
+    /// `None` (the default) leaves lists unbounded.
+    pub fn with_statement_timeout(self, timeout: Option<std::time::Duration>) -> Records {
+        match self {
+            Records::Sqlite(r) => Records::Sqlite(r.with_statement_timeout(timeout)),
+            Records::Postgres(r) => Records::Postgres(r.with_statement_timeout(timeout)),
+        }
+    }
+
     /// Auth storage (sessions, credentials, tokens, audit, outbox) on the
     /// same database and writer.
     pub fn auth(&self) -> Result<auth::AuthStore, StoreError> {

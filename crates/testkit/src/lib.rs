@@ -59,6 +59,8 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     leaks: Leaks,
+    /// The app's database URL when it runs on PostgreSQL.
+    postgres_url: Option<String>,
 }
 
 impl Drop for TestApp {
@@ -84,13 +86,18 @@ pub async fn spawn_app_with(spec: &str, configure: impl FnOnce(&mut AppConfig)) 
     let db = SqliteDb::open(&dir.path().join("app.db"), false).expect("open database");
     let report = db.migrate(&model, MigrateOptions::default()).expect("migrate");
     assert!(report.applied, "the schema is created");
-    serve(model, Database::Sqlite(db), dir, configure).await
+    serve(model, Database::Sqlite(db), dir, None, configure).await
 }
 
 /// Like `spawn_app`, on a new database of the PostgreSQL server at
 /// `CHARTER_TEST_POSTGRES_URL` (set by `./scripts/test`). Panics when it is
 /// unset: a PostgreSQL test never silently passes.
 pub async fn spawn_app_postgres(spec: &str) -> TestApp {
+    spawn_app_postgres_with(spec, |_| {}).await
+}
+
+/// Like `spawn_app_postgres`, letting the test adjust the configuration.
+pub async fn spawn_app_postgres_with(spec: &str, configure: impl FnOnce(&mut AppConfig)) -> TestApp {
     let compiled = charter_model::compile(spec);
     let model = Arc::new(compiled.model.unwrap_or_else(|| panic!("the test spec does not compile: {:?}", compiled.diagnostics)));
     let admin = std::env::var("CHARTER_TEST_POSTGRES_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| {
@@ -109,17 +116,18 @@ pub async fn spawn_app_postgres(spec: &str) -> TestApp {
     let base = admin.split('?').next().unwrap_or(&admin);
     let cut = base.rfind('/').filter(|i| *i > base.find("://").map_or(0, |s| s + 2)).unwrap_or(base.len());
     let url = format!("{}/{name}", &base[..cut]);
-    let config = charter_store::StoreConfig { url: charter_store::DatabaseUrl::Postgres(url), synchronous_full: false };
+    let config = charter_store::StoreConfig { url: charter_store::DatabaseUrl::Postgres(url.clone()), synchronous_full: false };
     let db = Database::open(&config).await.expect("open the test database");
     let report = db.migrate(&model, MigrateOptions::default()).await.expect("migrate");
     assert!(report.applied, "the schema is created");
-    serve(model, db, tempfile::tempdir().expect("temp dir"), |_| {}).await
+    serve(model, db, tempfile::tempdir().expect("temp dir"), Some(url), configure).await
 }
 
 async fn serve(
     model: Arc<charter_model::AppModel>,
     db: Database,
     dir: tempfile::TempDir,
+    postgres_url: Option<String>,
     configure: impl FnOnce(&mut AppConfig),
 ) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -144,12 +152,58 @@ async fn serve(
         .await;
     });
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { url, app, clock, client, _dir: dir, _shutdown: tx, leaks }
+    TestApp { url, app, clock, client, _dir: dir, _shutdown: tx, leaks, postgres_url }
 }
 
 impl TestApp {
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// Whether the app's database is PostgreSQL (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.postgres_url.is_some()
+    }
+
+    /// Runs `sql` (one or more statements) on the app's database on a
+    /// connection of its own, outside the app: bulk data and faults
+    /// (triggers) that no request could make. The dialect is the backend's.
+    pub async fn execute_sql(&self, sql: &str) {
+        match &self.postgres_url {
+            Some(url) => {
+                let (client, connection) =
+                    tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to the app's database");
+                tokio::spawn(connection);
+                client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            }
+            None => {
+                let db = SqliteDb::open(&self._dir.path().join("app.db"), false).expect("open database");
+                db.connect().expect("connect").execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
+    }
+
+    /// PostgreSQL only: takes `ACCESS EXCLUSIVE` on `table` in an open
+    /// transaction of another connection, so every statement of the app
+    /// that reads the table waits until the lock is released.
+    pub async fn lock_table(&self, table: &str) -> TableLock {
+        let url = self.postgres_url.as_ref().expect("lock_table needs an app on PostgreSQL");
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to the app's database");
+        tokio::spawn(connection);
+        client.batch_execute(&format!("BEGIN; LOCK TABLE \"{table}\" IN ACCESS EXCLUSIVE MODE")).await.expect("lock the table");
+        TableLock { client }
+    }
+}
+
+/// A table lock held by `TestApp::lock_table`; `release` ends it (so does
+/// dropping it, when the connection closes).
+pub struct TableLock {
+    client: tokio_postgres::Client,
+}
+
+impl TableLock {
+    pub async fn release(self) {
+        self.client.batch_execute("ROLLBACK").await.expect("release the lock");
     }
 }
 

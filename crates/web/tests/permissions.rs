@@ -38,6 +38,7 @@ on_both_backends!(
     taskboard_rules_hold_for_every_kind_of_caller,
     users_see_and_change_only_themselves_and_never_their_role_email_or_verified,
     update_role_and_read_email_lines_widen_user_access,
+    email_filters_and_sorts_only_for_callers_who_may_read_every_email,
 );
 use serde_json::{json, Value};
 
@@ -206,4 +207,67 @@ async fn update_role_and_read_email_lines_widen_user_access(backend: Backend) {
     let carl_id = carl.get("/api/users/me").await.1["id"].as_str().unwrap().to_string();
     assert_eq!(root.delete(&format!("/api/users/{carl_id}")).await.0, 204);
     assert_eq!(carl.get("/api/users/me").await.0, 401);
+}
+
+const DESKS: &str = r#"# Desks
+
+## Roles
+- member (default)
+- admin
+
+## Entities
+
+### User
+| field | type | rules |
+|-------|------|-------|
+| desk  | int  |       |
+
+Permissions:
+- read: signed in
+- update: id = me or admin
+- create, delete: admin
+- read email: admin or desk = 1
+"#;
+
+async fn email_filters_and_sorts_only_for_callers_who_may_read_every_email(backend: Backend) {
+    let app = spawn(backend, DESKS).await;
+    let (_, ann_t) = app.user_with_role("ann@example.com", "member").await;
+    let (bob_id, _) = app.user_with_role("bob@example.com", "member").await;
+    let (_, root_t) = app.user_with_role("root@example.com", "admin").await;
+    let ann = Call { app: &app, token: Some(&ann_t) };
+    let root = Call { app: &app, token: Some(&root_t) };
+    assert_eq!(root.patch(&format!("/api/users/{bob_id}"), json!({"desk": 1})).await.0, 200);
+    // Ann may read some addresses (desk 1, her own) but not all: a filter
+    // or sort on email would let her probe the others, so it is refused.
+    assert_eq!(ann.get(&format!("/api/users/{bob_id}")).await.1["email"], "bob@example.com", "desk 1: readable");
+    for query in ["email=root@example.com", "email__contains=root", "email__in=a@example.com", "sort=email", "sort=-desk,email"] {
+        let (s, p) = ann.get(&format!("/api/users?{query}")).await;
+        assert_eq!(s, 400, "{query}: {p}");
+        assert!(p["detail"].as_str().unwrap().contains("`email`"), "the problem names the field: {p}");
+    }
+    let anonymous = Call { app: &app, token: None };
+    assert_eq!(anonymous.get("/api/users?email=root@example.com").await.0, 400);
+    // The admin reads every address, so may filter and sort on them; a
+    // filter finds an address however it is typed.
+    let (s, v) = root.get("/api/users?email=%20BOB@Example.com").await;
+    assert_eq!(s, 200, "{v}");
+    let emails = |v: &Value| v["items"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(emails(&v), ["bob@example.com"]);
+    let (_, v) = root.get("/api/users?email__in=root@example.com,ann@example.com&sort=email").await;
+    assert_eq!(emails(&v), ["ann@example.com", "root@example.com"]);
+    assert_eq!(root.get("/api/users?email__contains=EXAMPLE&count=true").await.1["count"], 3);
+    assert_eq!(emails(&root.get("/api/users?email__gt=ann@example.com&sort=email").await.1), ["bob@example.com", "root@example.com"]);
+    // Sorted pages follow the addresses, one row per page.
+    let mut seen = Vec::new();
+    let mut path = "/api/users?sort=-email&limit=1".to_string();
+    loop {
+        let (s, v) = root.get(&path).await;
+        assert_eq!(s, 200, "{v}");
+        seen.extend(emails(&v));
+        match v["next"].as_str() {
+            Some(next) => path = format!("/api/users?sort=-email&limit=1&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["root@example.com", "bob@example.com", "ann@example.com"]);
 }

@@ -51,6 +51,8 @@ on_both_backends!(
     compressed_problem_responses_decode,
     nul_characters_are_refused_not_500,
     parallel_patches_with_one_if_match_give_one_200,
+    idempotent_refusals_are_replayed_and_transient_failures_are_not,
+    lists_past_the_statement_timeout_are_503,
 );
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -443,11 +445,10 @@ async fn idempotency_keys_create_once_and_replay_the_first_response(backend: Bac
     assert_eq!(s, 422, "{p}");
     let (_, list) = get(&app, "/api/items?count=true").await;
     assert_eq!(list["count"], 1, "created once");
-    // A failed attempt is not remembered: the retry runs.
+    // A refused attempt is the key's answer too: its retry is refused alike.
     let key2 = [("idempotency-key", "order-78")];
     assert_eq!(send(&app, reqwest::Method::POST, "/api/items", Some(json!({"name": "Clamp"})), &key2).await.0, 409);
-    let (s, _, _) = send(&app, reqwest::Method::POST, "/api/items", Some(json!({"name": "Clamp 2"})), &key2).await;
-    assert_eq!(s, 201);
+    assert_eq!(send(&app, reqwest::Method::POST, "/api/items", Some(json!({"name": "Clamp"})), &key2).await.0, 409);
     // Concurrent duplicates: exactly one row.
     let mut handles = Vec::new();
     for _ in 0..6 {
@@ -562,4 +563,137 @@ async fn parallel_patches_with_one_if_match_give_one_200(backend: Backend) {
     statuses.sort();
     assert_eq!(statuses, [200, 412, 412, 412, 412, 412, 412, 412]);
     assert_eq!(get(&app, &format!("/api/items/{}", item["id"].as_str().unwrap())).await.1["version"], 2);
+}
+
+const ORDERS: &str = r#"# Orders
+
+## Entities
+
+### Order
+| field  | type | rules                   |
+|--------|------|-------------------------|
+| code   | text | required, 2..20, unique |
+| locked | bool | default false           |
+
+Permissions:
+- read, update, delete: anyone
+- create: locked = false
+"#;
+
+/// A problem body without its `request_id` (each request has its own).
+fn without_request_id(mut problem: Value) -> Value {
+    let id = problem.as_object_mut().and_then(|o| o.remove("request_id"));
+    assert!(id.is_some(), "a problem carries its request id: {problem}");
+    problem
+}
+
+async fn idempotent_refusals_are_replayed_and_transient_failures_are_not(backend: Backend) {
+    let app = spawn(backend, ORDERS).await;
+    let post_with = |key: &'static str, body: Value| {
+        let app = &app;
+        async move { send(app, reqwest::Method::POST, "/api/orders", Some(body), &[("idempotency-key", key)]).await }
+    };
+    let count = |code: &'static str| {
+        let app = &app;
+        async move { get(app, &format!("/api/orders?code={code}&count=true")).await.1["count"].clone() }
+    };
+    // A validation error and a refused create: the retry gets the same answer.
+    for (key, body, status) in [("k-422", json!({"code": "x"}), 422), ("k-403", json!({"code": "locked", "locked": true}), 403)] {
+        let (s1, h1, p1) = post_with(key, body.clone()).await;
+        let (s2, h2, p2) = post_with(key, body).await;
+        assert_eq!((s1.as_u16(), s2.as_u16()), (status, status), "{p1} {p2}");
+        assert_eq!(without_request_id(p1), without_request_id(p2));
+        assert_eq!(h1["content-type"], h2["content-type"]);
+        assert!(h2.get("location").is_none() && h2.get("etag").is_none());
+    }
+    assert_eq!(count("locked").await, 0);
+    // A unique clash is remembered, not run again: once the clashing row is
+    // gone a new request would succeed, but the retry replays the 409.
+    let (s, _, taken) = post(&app, "/api/orders", json!({"code": "taken"})).await;
+    assert_eq!(s, 201);
+    let (s1, _, p1) = post_with("k-409", json!({"code": "taken"})).await;
+    assert_eq!(s1, 409, "{p1}");
+    let (s, _, _) = send(&app, reqwest::Method::DELETE, &format!("/api/orders/{}", taken["id"].as_str().unwrap()), None, &[]).await;
+    assert_eq!(s, 204);
+    let (s2, _, p2) = post_with("k-409", json!({"code": "taken"})).await;
+    assert_eq!(s2, 409, "the first answer, not a second attempt: {p2}");
+    assert_eq!(without_request_id(p1), without_request_id(p2));
+    assert_eq!(count("taken").await, 0, "nothing was created");
+    let (s, _, p) = post_with("k-409", json!({"code": "other"})).await;
+    assert_eq!((s.as_u16(), p["errors"][0]["code"].clone()), (422, json!("reused")), "the key with another body: {p}");
+    // A server error is not remembered: the key is released and the retry
+    // runs again. The database refuses every insert until the fault is gone.
+    app.execute_sql(if app.is_postgres() {
+        "CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+         CREATE TRIGGER fail_insert BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fail_insert();"
+    } else {
+        "CREATE TRIGGER fail_insert BEFORE INSERT ON orders BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+    })
+    .await;
+    let (s, _, p) = post_with("k-500", json!({"code": "later"})).await;
+    assert_eq!(s, 500, "{p}");
+    app.execute_sql(if app.is_postgres() { "DROP TRIGGER fail_insert ON orders" } else { "DROP TRIGGER fail_insert" }).await;
+    let (s1, h1, v1) = post_with("k-500", json!({"code": "later"})).await;
+    let (s2, h2, v2) = post_with("k-500", json!({"code": "later"})).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED), "{v1}");
+    assert_eq!((v1, h1["location"].clone(), h1["etag"].clone()), (v2, h2["location"].clone(), h2["etag"].clone()));
+    assert_eq!(count("later").await, 1, "created once");
+}
+
+const NOTES: &str = r#"# Notes
+
+## Entities
+
+### Note
+| field | type | rules    |
+|-------|------|----------|
+| title | text | required |
+
+Permissions:
+- read, create, update, delete: anyone
+"#;
+
+/// A list running past the statement timeout is cancelled and answered 503
+/// with a problem that says nothing of the database; the next request works.
+async fn lists_past_the_statement_timeout_are_503(backend: Backend) {
+    let app = match backend {
+        // SQLite: 200,000 rows that a `count` with a `__contains` filter must
+        // all read, far more work than the 1 ms allowed.
+        Backend::Sqlite => charter_testkit::spawn_app_with(NOTES, |c| c.statement_timeout = std::time::Duration::from_millis(1)).await,
+        // PostgreSQL: the table is locked by another transaction, so the list
+        // waits, and the timeout (which counts lock waits) ends it.
+        Backend::Postgres => {
+            charter_testkit::spawn_app_postgres_with(NOTES, |c| c.statement_timeout = std::time::Duration::from_millis(200)).await
+        }
+    };
+    let (s, _, note) = post(&app, "/api/notes", json!({"title": "first"})).await;
+    assert_eq!(s, 201);
+    let id = note["id"].as_str().unwrap().to_string();
+    let lock = if app.is_postgres() {
+        Some(app.lock_table("notes").await)
+    } else {
+        app.execute_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+             INSERT INTO notes (id, created_at, updated_at, version, title)
+             SELECT 'bulk' || i, '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z', 1, 'note ' || i FROM n;",
+        )
+        .await;
+        None
+    };
+    let (s, headers, p) = send(&app, reqwest::Method::GET, "/api/notes?title__contains=zzz&count=true", None, &[]).await;
+    assert_eq!(s, 503, "{p}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!((p["status"].clone(), p["type"].clone()), (json!(503), json!("https://charter.dev/problems/unavailable")));
+    let text = p.to_string().to_lowercase();
+    for internal in ["statement", "timeout", "interrupt", "cancel", "sql"] {
+        assert!(!text.contains(internal), "no internals in the body: {p}");
+    }
+    if let Some(lock) = lock {
+        lock.release().await;
+        let (s, v) = get(&app, "/api/notes?count=true").await;
+        assert_eq!((s.as_u16(), v["count"].clone()), (200, json!(1)), "after the lock, lists work again: {v}");
+    }
+    // Reads without a deadline are untouched (on SQLite this is the same
+    // reader connection: the interrupted list left no deadline behind).
+    assert_eq!(get(&app, &format!("/api/notes/{id}")).await.0, 200);
 }

@@ -29,6 +29,9 @@ const IDEMPOTENCY: &str = "_charter_idempotency";
 pub struct PgRecords {
     db: PgDb,
     model: Arc<AppModel>,
+    /// `statement_timeout` of every list (and its count), set with
+    /// `SET LOCAL` in the list's read-only transaction.
+    statement_timeout: Option<std::time::Duration>,
     /// The idempotency table is made on first use: record access is built
     /// synchronously, and most apps never see an `Idempotency-Key`.
     idempotency_ready: tokio::sync::OnceCell<()>,
@@ -65,7 +68,12 @@ async fn execute<C: GenericClient>(c: &C, sql: &Sql) -> Result<u64, tokio_postgr
 
 impl PgRecords {
     pub fn new(db: PgDb, model: Arc<AppModel>) -> PgRecords {
-        PgRecords { db, model, idempotency_ready: tokio::sync::OnceCell::new() }
+        PgRecords { db, model, statement_timeout: None, idempotency_ready: tokio::sync::OnceCell::new() }
+    }
+
+    /// Lists (and their counts) still running after `timeout` are cancelled by the server.
+    pub fn with_statement_timeout(self, timeout: Option<std::time::Duration>) -> PgRecords {
+        PgRecords { statement_timeout: timeout, ..self }
     }
 
     /// Auth storage on the same pool.
@@ -144,8 +152,24 @@ impl PgRecords {
         let order = order_by(&sql, "t", &keys);
         let limit = sql.param(DbValue::Integer(i64::from(q.limit) + 1), ColumnType::Integer);
         sql.push(&format!("SELECT {select} FROM {} t WHERE {} ORDER BY {order} LIMIT {limit}", ident(&e.plural), wheres.join(" AND ")));
-        let client = self.db.client().await?;
-        let rows = query(&**client, &sql).await?;
+        // Parameters of the select list are unused by the count text; PostgreSQL
+        // refuses unused typed parameters only when it cannot infer them,
+        // and every one here is typed, so binding them all is harmless.
+        let count_sql = q.count.then_some(&count_sql);
+        let mut client = self.db.client().await?;
+        let (rows, count) = match self.statement_timeout {
+            None => list_rows(&**client, &sql, count_sql).await?,
+            Some(timeout) => {
+                // SET LOCAL lasts until the transaction ends, so the pooled
+                // connection goes back without it.
+                let tx = client.build_transaction().read_only(true).start().await?;
+                let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+                tx.batch_execute(&format!("SET LOCAL statement_timeout = {ms}")).await?;
+                let found = list_rows(&*tx, &sql, count_sql).await?;
+                tx.commit().await?;
+                found
+            }
+        };
         let mut items: Vec<Record> = rows.iter().take(q.limit as usize).map(|r| row_to_record(model, entity, r, 0)).collect();
         let next = if rows.len() > q.limit as usize {
             let last = items.last().expect("limit >= 1");
@@ -153,17 +177,8 @@ impl PgRecords {
         } else {
             None
         };
-        let count = if q.count {
-            // Parameters of the select list are unused by the count text; PostgreSQL
-            // refuses unused typed parameters only when it cannot infer them,
-            // and every one here is typed, so binding them all is harmless.
-            let n: i64 = query(&**client, &count_sql).await?.first().map_or(0, |r| r.get(0));
-            Some(n as u64)
-        } else {
-            None
-        };
         items.shrink_to_fit();
-        Ok(Page { items, next, count })
+        Ok(Page { items, next, count: count.map(|n| n as u64) })
     }
 
     pub async fn create(
@@ -324,6 +339,20 @@ impl PgRecords {
             .await?;
         Ok(())
     }
+}
+
+/// A list's rows and, when asked, its count.
+async fn list_rows<C: GenericClient>(
+    c: &C,
+    sql: &Sql,
+    count_sql: Option<&Sql>,
+) -> Result<(Vec<tokio_postgres::Row>, Option<i64>), tokio_postgres::Error> {
+    let rows = query(c, sql).await?;
+    let count = match count_sql {
+        Some(count_sql) => Some(query(c, count_sql).await?.first().map_or(0, |r| r.get(0))),
+        None => None,
+    };
+    Ok((rows, count))
 }
 
 /// The row's version if the caller may read it and `rule` holds for it;

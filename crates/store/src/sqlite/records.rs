@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Most requests one write transaction commits together.
 const GROUP_COMMIT: usize = 64;
@@ -31,6 +32,32 @@ pub struct SqliteRecords {
     db: SqliteDb,
     model: Arc<AppModel>,
     writer: mpsc::Sender<Job>,
+    statement_timeout: Option<Duration>,
+}
+
+/// Virtual machine instructions between two looks at the clock while a
+/// list runs under a statement timeout: microseconds of work, so a query
+/// stops soon after its deadline, and the clock is read rarely.
+const PROGRESS_OPS: std::ffi::c_int = 1000;
+
+/// A deadline on a connection: SQLite's progress handler interrupts any
+/// statement still running after it (the statement fails with
+/// `SQLITE_INTERRUPT`). Dropping the guard removes the handler, so the
+/// connection's later statements run unbounded again.
+struct Deadline<'a>(&'a mut Connection);
+
+impl<'a> Deadline<'a> {
+    fn set(conn: &'a mut Connection, timeout: Duration) -> Result<Deadline<'a>, StoreError> {
+        let deadline = Instant::now() + timeout;
+        conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= deadline))?;
+        Ok(Deadline(conn))
+    }
+}
+
+impl Drop for Deadline<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.progress_handler(0, None::<fn() -> bool>);
+    }
 }
 
 impl SqliteRecords {
@@ -41,7 +68,12 @@ impl SqliteRecords {
             .name("charter-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteRecords { db, model, writer: tx })
+        Ok(SqliteRecords { db, model, writer: tx, statement_timeout: None })
+    }
+
+    /// Lists (and their counts) still running after `timeout` are interrupted.
+    pub fn with_statement_timeout(self, timeout: Option<Duration>) -> SqliteRecords {
+        SqliteRecords { statement_timeout: timeout, ..self }
     }
 
     /// Auth storage sharing this writer thread, so auth writes are
@@ -50,7 +82,7 @@ impl SqliteRecords {
         super::auth::SqliteAuth::new(self.db.clone(), self.model.clone(), self.writer.clone())
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         READERS.with(|cell| {
             let mut readers = cell.borrow_mut();
             let conn = match readers.entry(self.db.path().to_path_buf()) {
@@ -131,7 +163,7 @@ impl SqliteRecords {
         let order = order_by(&sql, "t", &keys);
         let limit = sql.param(DbValue::Integer(i64::from(q.limit) + 1), ColumnType::Integer);
         sql.push(&format!("SELECT {select} FROM {table} t WHERE {} ORDER BY {order} LIMIT {limit}", wheres.join(" AND ")));
-        self.read(|conn| {
+        let run = |conn: &Connection| -> Result<Page, StoreError> {
             let mut stmt = conn.prepare_cached(&sql.text)?;
             let mut rows = stmt.query(params_from_iter(sql.params.iter().map(to_sql)))?;
             let mut items = Vec::new();
@@ -153,6 +185,13 @@ impl SqliteRecords {
                 None
             };
             Ok(Page { items, next: last_keys, count })
+        };
+        self.read(|conn| match self.statement_timeout {
+            Some(t) => {
+                let deadline = Deadline::set(conn, t)?;
+                run(deadline.0)
+            }
+            None => run(conn),
         })
     }
 

@@ -75,7 +75,16 @@ async fn create(
         None => None,
     };
     let record = match key {
-        Some(key) => app.create_record_idempotent(&caller, entity, key, &body).await?.record,
+        Some(key) => {
+            // On its own task: a client that gives up and disconnects must
+            // not cancel the request between claiming the key and storing
+            // its answer, or the key would stay "in flight" (409) for a day.
+            let (app, key) = (app.clone(), key.to_string());
+            tokio::spawn(async move { app.create_record_idempotent(&caller, entity, &key, &body).await })
+                .await
+                .map_err(|e| Problem::from(charter_app::AppError::Internal(format!("idempotent create task: {e}"))))??
+                .record
+        }
         None => app.create_record(&caller, entity, &body).await?,
     };
     let id = record.get("id").and_then(J::as_str).unwrap_or_default().to_string();
