@@ -117,13 +117,19 @@ fn the_probe_proves_roles_literals_paths_and_user_rules() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["probe"]["ok"], true, "{}", report["probe"]);
     let proven = report["probe"]["proven"].as_array().unwrap();
-    // Every entity and action was exercised for a writer.
+    // Every entity and action was exercised for a writer, and the User
+    // field lines for writers and editors.
     for entity in ["User", "Section", "Story", "Note"] {
         for action in ["read", "create", "update", "delete"] {
             assert!(
                 proven.iter().any(|p| p["entity"] == entity && p["action"] == action && p["caller"] == "writer#1"),
                 "{entity} {action} was not probed"
             );
+        }
+    }
+    for caller in ["writer#1", "editor#1"] {
+        for action in ["read email", "update role"] {
+            assert!(proven.iter().any(|p| p["entity"] == "User" && p["action"] == action && p["caller"] == caller), "{caller} {action}");
         }
     }
 }
@@ -189,5 +195,57 @@ fn openapi_documents_pass_an_openapi_3_1_validator() {
             String::from_utf8_lossy(&check.stdout),
             String::from_utf8_lossy(&check.stderr)
         );
+    }
+}
+
+/// `read email` and `update role` that depend on the row and the role.
+const DESKS: &str = r#"# Desks
+
+## Roles
+- member (default)
+- lead
+
+## Entities
+
+### User
+| field | type | rules  |
+|-------|------|--------|
+| desk  | text | max 20 |
+
+Permissions:
+- read: signed in
+- update: id = me
+- update role: lead and desk = "ops"
+- read email: desk = "ops"
+"#;
+
+/// The User field cells are proven by requests on both backends: addresses
+/// shown exactly where `read email` holds (and `email` filters refused,
+/// since the rule depends on the row), role changes allowed exactly where
+/// `update role` holds, before and after, for other users and oneself.
+#[test]
+fn the_probe_proves_the_user_field_rules_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("app.md");
+    std::fs::write(&spec, DESKS).unwrap();
+    for postgres in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_charter"));
+        cmd.args(["audit", spec.to_str().unwrap(), "--probe", "--format", "json"]);
+        if postgres {
+            cmd.env("CHARTER_DATABASE_URL", postgres_url());
+        }
+        let out = cmd.output().expect("charter runs");
+        assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["probe"]["ok"], true, "{}", report["probe"]);
+        let proven = report["probe"]["proven"].as_array().unwrap();
+        for caller in ["anonymous", "member#1", "member#2", "lead#1", "lead#2"] {
+            for action in ["read email", "update role"] {
+                assert!(
+                    proven.iter().any(|p| p["entity"] == "User" && p["action"] == action && p["caller"] == caller),
+                    "{caller} {action} was not probed (postgres: {postgres})"
+                );
+            }
+        }
     }
 }

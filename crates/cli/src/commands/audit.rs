@@ -278,6 +278,7 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
     // Two users per role, so "mine" and "someone else's" both exist for each.
     let mut probe_callers = vec![ProbeCaller { label: "anonymous".into(), who: Who::Anonymous, user: None, token: None }];
     let mut rows: Rows = HashMap::new();
+    let mut counter = 0u64;
     const PASSWORD: &str = "audit-probe-password-7d1x";
     for (i, role) in model.roles.iter().enumerate() {
         for n in 1..=2 {
@@ -287,6 +288,18 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
                 .await
                 .map_err(|e| format!("creating {email}: {e:?}"))?;
             let id = rec["id"].as_str().unwrap_or_default().to_string();
+            let role_id = charter_model::RoleId(i);
+            // The User's own fields, as for other entities: the first user of
+            // each role takes the literals the rules name, the second other
+            // values (as themselves; left empty when they may not).
+            let mut rec = rec;
+            counter += 1;
+            let caller = Caller::user(id.clone(), role_id);
+            if let Some(values) = seed_values(&model, USER, &caller, &rows, n - 1, counter).filter(|v| !v.is_empty()) {
+                if let Ok(updated) = app.records.update_with_rule(USER, &caller, &id, values, None, Some(Expr::Anyone)).await {
+                    rec = updated;
+                }
+            }
             let r = client
                 .post(format!("{url}/api/auth/login"))
                 .json(&json!({"email": email, "password": PASSWORD}))
@@ -298,7 +311,7 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
             rows.entry(USER).or_default().push(rec);
             probe_callers.push(ProbeCaller {
                 label: format!("{}#{n}", role.name),
-                who: Who::Role(charter_model::RoleId(i)),
+                who: Who::Role(role_id),
                 user: Some(id),
                 token: Some(token),
             });
@@ -307,7 +320,6 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
 
     // Seed rows of every entity as every user (rules bypassed with a rule
     // that always holds), entities referred to before those that refer.
-    let mut counter = 0u64;
     for entity in seed_order(&model) {
         if entity == USER {
             continue;
@@ -358,6 +370,9 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
                     u16::try_from(count).unwrap_or(u16::MAX),
                     &format!("list ?id={id}"),
                 );
+                if e.id == USER {
+                    probe_user_fields(&mut report, &client, &model, pc, &list_url, &rec, readable, &got.1, &rows).await?;
+                }
                 for (action, method) in [(Action::Update, reqwest::Method::PATCH), (Action::Delete, reqwest::Method::DELETE)] {
                     let allowed = holds(&model, e.permissions.get(action), &rec, pc, &rows);
                     let expected = if !readable {
@@ -454,8 +469,147 @@ async fn probe_on(model: Arc<AppModel>, db: Database) -> Result<Report, String> 
             }
         }
     }
+    probe_role_changes(&mut report, &client, &app, &model, &url, &probe_callers, &mut rows).await?;
     let _ = stop.send(());
     Ok(report)
+}
+
+/// `User.email`'s `read email` rule and `User.role`'s `update role` rule.
+fn email_rule(model: &AppModel) -> Option<&Expr> {
+    let user = model.user();
+    user.permissions.field_rule(Action::Read, user.field_by_name("email").expect("User has email").0)
+}
+
+fn role_rule(model: &AppModel) -> Option<&Expr> {
+    let user = model.user();
+    user.permissions.field_rule(Action::Update, user.field_by_name("role").expect("User has role").0)
+}
+
+/// A role other than the one `user` has, if the spec has one.
+fn other_role(model: &AppModel, user: &Record) -> Option<String> {
+    model.roles.iter().map(|r| r.name.clone()).find(|r| user["role"].as_str() != Some(r.as_str()))
+}
+
+/// The field-scoped User cells for one user row, by real requests:
+/// `read email` (the address is in the row exactly when the caller may read
+/// it; a filter on `email` is accepted only from callers who may read every
+/// address, and then finds exactly the visible row), and `update role` (a
+/// role change with a stale `If-Match`: 412 when allowed, 403 when the rule
+/// fails, 404 for an invisible row, 422 for everyone without the line).
+#[allow(clippy::too_many_arguments)]
+async fn probe_user_fields(
+    report: &mut Report,
+    client: &reqwest::Client,
+    model: &AppModel,
+    pc: &ProbeCaller,
+    list_url: &str,
+    rec: &Record,
+    readable: bool,
+    got: &J,
+    rows: &Rows,
+) -> Result<(), String> {
+    let id = rec["id"].as_str().unwrap_or_default();
+    let own = pc.user.as_deref() == Some(id);
+    let email_rule = email_rule(model);
+    if readable {
+        let visible = own || holds(model, email_rule, rec, pc, rows);
+        let shown = got.get("email").is_some_and(|v| v.as_str() == rec["email"].as_str());
+        report.check(&pc.label, "User", "read email", u16::from(visible), u16::from(shown), &format!("email in GET {id}"));
+    }
+    let address = rec["email"].as_str().unwrap_or_default();
+    let may_filter = verdict(email_rule, pc.who) == Verdict::Allowed;
+    let listed = send(client, pc, reqwest::Method::GET, &format!("{list_url}?email={address}&count=true"), None, None).await?;
+    report.check(&pc.label, "User", "read email", if may_filter { 200 } else { 400 }, listed.0, &format!("list ?email={address}"));
+    if may_filter && listed.0 == 200 {
+        let count = listed.1["count"].as_u64().unwrap_or(u64::MAX);
+        report.check(
+            &pc.label,
+            "User",
+            "read email",
+            u16::from(readable),
+            u16::try_from(count).unwrap_or(u16::MAX),
+            &format!("count of list ?email={address}"),
+        );
+    }
+    if let Some(other) = other_role(model, rec) {
+        let expected = match role_rule(model) {
+            None => 422,
+            Some(_) if !readable => 404,
+            Some(rule) if holds(model, Some(rule), rec, pc, rows) => 412,
+            Some(_) => 403,
+        };
+        let got =
+            send(client, pc, reqwest::Method::PATCH, &format!("{list_url}/{id}"), Some(json!({ "role": other })), Some("\"0\"")).await?;
+        report.check(&pc.label, "User", "update role", expected, got.0, &format!("PATCH {id} role -> {other} with a stale If-Match"));
+    }
+    Ok(())
+}
+
+/// Role changes that take effect, last of all because they end sessions:
+/// each caller changes the role of a user made for it alone (200 when
+/// `update role` holds before and after, then the new role is read back),
+/// and then its own role, after which its session is over (401).
+async fn probe_role_changes(
+    report: &mut Report,
+    client: &reqwest::Client,
+    app: &App,
+    model: &AppModel,
+    url: &str,
+    probe_callers: &[ProbeCaller],
+    rows: &mut Rows,
+) -> Result<(), String> {
+    let rule = role_rule(model);
+    let read = model.user().permissions.read.as_ref();
+    let mut targets = Vec::new();
+    for (n, _) in probe_callers.iter().enumerate() {
+        let email = format!("role-target{n}@probe.invalid");
+        let rec = app.create_user(&email, None, None, None).await.map_err(|e| format!("creating {email}: {e:?}"))?;
+        rows.entry(USER).or_default().push(rec.clone());
+        targets.push(rec);
+    }
+    // One pass over fresh targets, then one over the callers themselves.
+    for own in [false, true] {
+        for (n, pc) in probe_callers.iter().enumerate() {
+            let rec = if own {
+                let Some(me) = &pc.user else { continue };
+                match rows.get(&USER).and_then(|rs| rs.iter().find(|r| r["id"].as_str() == Some(me.as_str()))) {
+                    Some(r) => r.clone(),
+                    None => continue,
+                }
+            } else {
+                targets[n].clone()
+            };
+            let Some(other) = other_role(model, &rec) else { continue };
+            let id = rec["id"].as_str().unwrap_or_default().to_string();
+            let mut moved = rec.clone();
+            moved.insert("role".into(), J::String(other.clone()));
+            let expected = match rule {
+                None => 422,
+                Some(_) if !holds(model, read, &rec, pc, rows) => 404,
+                Some(r) if holds(model, Some(r), &rec, pc, rows) && holds(model, Some(r), &moved, pc, rows) => 200,
+                Some(_) => 403,
+            };
+            let version = format!("\"{}\"", rec["version"].as_i64().unwrap_or(1));
+            let path = format!("{url}/api/users/{id}");
+            let got = send(client, pc, reqwest::Method::PATCH, &path, Some(json!({ "role": other })), Some(&version)).await?;
+            let whose = if own { "their own" } else { "a new user's" };
+            report.check(&pc.label, "User", "update role", expected, got.0, &format!("PATCH {whose} role {id} -> {other}"));
+            if got.0 != 200 {
+                continue;
+            }
+            let changed = got.1["role"].as_str() == Some(other.as_str());
+            report.check(&pc.label, "User", "update role", 1, u16::from(changed), &format!("role of {id} after the change"));
+            if let Some(r) = rows.get_mut(&USER).and_then(|rs| rs.iter_mut().find(|r| r["id"].as_str() == Some(id.as_str()))) {
+                *r = got.1.as_object().cloned().unwrap_or_default();
+            }
+            if own {
+                // A role change ends the user's sessions, this one included.
+                let me = send(client, pc, reqwest::Method::GET, &format!("{url}/api/users/me"), None, None).await?;
+                report.check(&pc.label, "User", "update role", 401, me.0, "GET /api/users/me after changing their own role");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn send(
@@ -531,7 +685,19 @@ fn rule_literals(model: &AppModel, entity: EntityId, field: &str) -> Vec<Value> 
             walk(r, field, &mut out);
         }
     }
-    out
+    // `update role` and `read email` on User.
+    for fr in &p.fields {
+        walk(&fr.condition, field, &mut out);
+    }
+    // Once each: a literal named by two rules must not crowd out the
+    // second variant's other value.
+    let mut unique = Vec::new();
+    for v in out {
+        if !unique.contains(&v) {
+            unique.push(v);
+        }
+    }
+    unique
 }
 
 fn seed_values(
