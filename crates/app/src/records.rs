@@ -44,7 +44,7 @@ impl Rules {
                 if let Some(p) = &f.pattern {
                     // The model compiled it under the same size limit, so
                     // this cannot fail for a checked spec.
-                    if let Ok(re) = regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build() {
+                    if let Ok(re) = charter_model::pattern_regex(p) {
                         patterns.insert((e.id, FieldId(i)), re);
                     }
                 }
