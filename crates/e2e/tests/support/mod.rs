@@ -330,7 +330,8 @@ impl Session {
             }
             if Instant::now() > deadline {
                 let at = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-                panic!("{}: waited {WAIT:?} for {what}; at {at}, the page says:\n{}", self.browser.name(), self.body_text().await);
+                let shot = self.failure_screenshot().await;
+                panic!("{}: waited {WAIT:?} for {what}; at {at} ({shot}), the page says:\n{}", self.browser.name(), self.body_text().await);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -352,7 +353,12 @@ impl Session {
             }
             if Instant::now() > deadline {
                 let at = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-                panic!("{}: no element `{css}` on {at} within {WAIT:?}; the page says:\n{}", self.browser.name(), self.body_text().await);
+                let shot = self.failure_screenshot().await;
+                panic!(
+                    "{}: no element `{css}` on {at} within {WAIT:?} ({shot}); the page says:\n{}",
+                    self.browser.name(),
+                    self.body_text().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -445,6 +451,19 @@ impl Session {
             std::fs::write(dir.join(format!("{name}-{}.png", size.0)), png).expect("write screenshot");
         }
         self.set_viewport(DESKTOP).await;
+    }
+
+    /// Saves what the browser shows now as `failed-<who>.png`, for a test
+    /// that is about to fail; says where.
+    async fn failure_screenshot(&self) -> String {
+        let dir = screenshot_root().join(self.browser.name());
+        let file = dir.join(if self.who.is_empty() { "failed.png".to_string() } else { format!("failed-{}.png", self.who) });
+        match self.client.screenshot().await {
+            Ok(png) if std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&file, &png)).is_ok() => {
+                format!("screenshot: {}", file.display())
+            }
+            _ => "no screenshot".to_string(),
+        }
     }
 
     /// A page shown to a signed-in user: it must offer `#logout`. Takes its
