@@ -287,6 +287,13 @@ async fn journey(browser: Browser) {
     assert!(!b.body_text().await.contains("Apollo"), "{name}: the not-found page does not show Apollo");
     b.signed_in_page("project-not-found").await;
     assert_eq!(b.status_of(&task_path).await, 404, "{name}: another user's task is not found");
+    b.goto("/tasks/new").await;
+    b.find("form.record-form select[name=project]").await;
+    assert!(
+        !b.has(&format!("form.record-form select[name=project] option[value=\"{project}\"]")).await,
+        "{name}: another user cannot choose Apollo as a task's project"
+    );
+    b.signed_in_page("task-new").await;
     b.close().await;
 
     // Logging out lands on the login page; signed-in pages then send there.
