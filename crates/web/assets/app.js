@@ -4,6 +4,22 @@
 (function () {
   "use strict";
 
+  // The browser keeps nothing but the session cookie: htmx notes the
+  // current path in sessionStorage after every navigation; drop it (htmx
+  // falls back to the address bar, which holds the same path).
+  function forget() {
+    try {
+      sessionStorage.removeItem("htmx-current-path-for-history");
+      sessionStorage.removeItem("htmx-history-cache");
+    } catch (e) {
+      // Storage disabled: nothing was kept.
+    }
+  }
+  forget();
+  ["htmx:load", "htmx:pushedIntoHistory", "htmx:replacedInHistory", "htmx:historyRestore", "htmx:afterSettle"].forEach(function (name) {
+    document.addEventListener(name, forget);
+  });
+
   // After htmx swaps in a new page, put the keyboard focus where the page
   // asks for it (the first field with an error), else on the main region.
   document.addEventListener("htmx:afterSettle", function () {

@@ -578,3 +578,26 @@ async fn logging_in_again_replaces_the_session_the_browser_had() {
     let res = t.client.get(t.at("/api/auth/me")).header("cookie", format!("session={before}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the old session ended (no session fixation)");
 }
+
+#[tokio::test]
+async fn pages_holding_a_mail_token_run_no_script_and_notices_never_sit_above_errors() {
+    let t = spawn_app(TASKBOARD).await;
+    let mut v = Visitor::new(&t);
+    for page in ["/verify?token=abc", "/reset?token=abc"] {
+        let a = v.get(page).await;
+        assert!(!a.body.contains("<script"), "{page} loads a script: {}", a.body);
+        assert!(!a.body.contains("hx-boost"), "{page}");
+    }
+    assert!(v.get("/login").await.body.contains("<script"), "other pages are enhanced");
+    // A nameless user's projects name their owner by email, to the owner.
+    let ann = member(&t, "ann@example.com").await;
+    let p = api_create(&t, &ann, "/api/projects", json!({"name": "Apollo"})).await;
+    v.log_in("ann@example.com").await;
+    let id = p["id"].as_str().unwrap();
+    let detail = v.get(&format!("/projects/{id}?n=created")).await;
+    assert!(detail.body.contains("role=\"status\""));
+    assert!(detail.body.contains("ann@example.com"), "{}", detail.body);
+    let missing = v.get("/projects/nosuchproject?n=created").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(!missing.body.contains("role=\"status\""), "no 'Created.' above 'Not found'");
+}

@@ -146,6 +146,7 @@ async fn signup(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
 fn token_page(app: &SharedApp, ui: &Ui, viewer: &Viewer, template: &'static str, title: &str, data: J, status: StatusCode) -> Response {
     let mut page = Page::new(template, title, data).status(status);
     page.no_referrer = true;
+    page.plain = true;
     let mut res = render(app, ui, viewer, page);
     res.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     res

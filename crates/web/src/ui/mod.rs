@@ -375,11 +375,15 @@ pub struct Page {
     pub no_referrer: bool,
     /// htmx should not record this response's URL (a form shown again with errors).
     pub keep_url: bool,
+    /// Served without scripts: pages whose address holds a mail token, so
+    /// no script (htmx keeps the current path in `sessionStorage`) ever
+    /// sees it. Their forms work as plain HTML.
+    pub plain: bool,
 }
 
 impl Page {
     pub fn new(template: &'static str, title: impl Into<String>, data: J) -> Page {
-        Page { status: StatusCode::OK, template, title: title.into(), data, no_referrer: false, keep_url: false }
+        Page { status: StatusCode::OK, template, title: title.into(), data, no_referrer: false, keep_url: false, plain: false }
     }
 
     pub fn status(mut self, status: StatusCode) -> Page {
@@ -393,10 +397,12 @@ impl Page {
 
 /// Renders a page for this viewer.
 pub fn render(app: &SharedApp, ui: &Ui, viewer: &Viewer, page: Page) -> Response {
-    let notice_code = query_param(&viewer.here, "n");
+    // A notice says what just succeeded: never above an error.
+    let notice_code = query_param(&viewer.here, "n").filter(|_| page.status.is_success());
     let mut fresh = None;
     let csrf = viewer.csrf(app, &mut fresh);
-    let ctx = context(base_context(app, viewer, &page.title, &csrf, notice_code.as_deref()), page.data);
+    let mut ctx = context(base_context(app, viewer, &page.title, &csrf, notice_code.as_deref()), page.data);
+    ctx["page"]["plain"] = J::Bool(page.plain);
     let html = match ui.render(page.template, &ctx) {
         Ok(h) => h,
         Err(e) => {

@@ -245,9 +245,7 @@ async fn reference_options(
     let sort = if shown.ty.is_textual() && shown.builtin != Some(Builtin::Email) { shown.name.clone() } else { "-created_at".into() };
     let query = format!("sort={}&limit={}", urlencode(&sort), charter_app::records::MAX_LIMIT);
     match app.list_records(caller, target, &query).await {
-        Ok(page) => {
-            Ok(Some(page.items.iter().filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), view::label_of(r, &shown.name)))).collect()))
-        }
+        Ok(page) => Ok(Some(page.items.iter().filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), view::label_of(r, t)))).collect())),
         Err(AppError::Unauthorized | AppError::Forbidden { .. } | AppError::BadRequest(_)) => Ok(None),
         Err(e) => Err(e),
     }
@@ -281,14 +279,13 @@ async fn detail(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
             }
             let query = format!("{}={}&limit=50", f.name, urlencode(&id));
             let Ok(page) = app.list_records(&caller, other.id, &query).await else { continue };
-            let shown = other.display_field().name.clone();
             let obase = base_path(other);
             let rows: Vec<J> = page
                 .items
                 .iter()
                 .map(|r| {
                     let rid = r.get("id").and_then(J::as_str).unwrap_or("");
-                    json!({"label": view::label_of(r, &shown), "href": format!("{obase}/{rid}")})
+                    json!({"label": view::label_of(r, other), "href": format!("{obase}/{rid}")})
                 })
                 .collect();
             let title = if other.declared_fields().filter(|g| g.ty == FieldType::Ref(entity)).count() > 1 {
@@ -305,7 +302,7 @@ async fn detail(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
             }));
         }
     }
-    let title = view::label_of(&record, &e.display_field().name);
+    let title = view::label_of(&record, e);
     let data = json!({
         "entity": {"label": entity_plural_label(e), "singular": entity_label(e), "base": base},
         "record": {"id": id, "title": title, "fields": fields},
@@ -549,7 +546,7 @@ fn delete_page(
 ) -> Response {
     let id = record.get("id").and_then(J::as_str).unwrap_or_default();
     let base = base_path(e);
-    let title = view::label_of(record, &e.display_field().name);
+    let title = view::label_of(record, e);
     let cascades: Vec<String> = app
         .model
         .entities

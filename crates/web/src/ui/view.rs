@@ -30,7 +30,6 @@ impl Labels {
 
     async fn fetch(&mut self, app: &SharedApp, caller: &Caller, target: EntityId, ids: &[String]) -> Result<(), AppError> {
         let t = app.model.entity(target);
-        let shown = t.display_field().name.clone();
         for chunk in ids.chunks(charter_app::records::MAX_IN_VALUES) {
             let missing: Vec<&String> = chunk.iter().filter(|id| !self.0.contains_key(&(target, (*id).clone()))).collect();
             if missing.is_empty() {
@@ -46,7 +45,7 @@ impl Labels {
             };
             for r in page.items {
                 if let Some(id) = r.get("id").and_then(J::as_str) {
-                    self.0.insert((target, id.to_string()), label_of(&r, &shown));
+                    self.0.insert((target, id.to_string()), label_of(&r, t));
                 }
             }
         }
@@ -58,11 +57,14 @@ impl Labels {
     }
 }
 
-/// The label of a row: its display field, or its id.
-pub fn label_of(r: &Record, display: &str) -> String {
+/// The label of a row of `e`: its display field; a user without a name by
+/// the email address when the viewer may read it; else the id.
+pub fn label_of(r: &Record, e: &Entity) -> String {
+    let display = &e.display_field().name;
     match r.get(display) {
         Some(J::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(v) if !v.is_null() && !v.is_string() => v.to_string(),
+        _ if e.builtin => r.get("email").and_then(J::as_str).map_or_else(|| "(no name)".to_string(), str::to_string),
         _ => r.get("id").and_then(J::as_str).unwrap_or("").to_string(),
     }
 }
