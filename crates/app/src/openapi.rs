@@ -8,6 +8,7 @@
 use charter_model::{AppModel, Bound, Builtin, Entity, Field, FieldType, USER};
 use serde_json::{json, Map, Value as J};
 
+use crate::permissions::{verdict, Verdict, Who};
 use crate::records::{MAX_IN_VALUES, MAX_LIMIT};
 
 /// Filter operators and what they take, as the list parser accepts them.
@@ -171,12 +172,22 @@ fn collection_path(model: &AppModel, e: &Entity) -> J {
         json!({"name": "after", "in": "query", "required": false, "description": "The `next` cursor of the previous page.", "schema": {"type": "string"}}),
         json!({"name": "count", "in": "query", "required": false, "description": "Add the number of all matching rows.", "schema": {"type": "boolean"}}),
     ];
+    // `User.email` filters only for callers whose `read email` rule always
+    // holds; listed when some kind of caller is one.
+    let email_filters = e.id == USER && {
+        let (email, _) = e.field_by_name("email").expect("User has email");
+        let rule = e.permissions.field_rule(charter_model::Action::Read, email);
+        (0..model.roles.len()).any(|r| verdict(rule, Who::Role(charter_model::RoleId(r))) == Verdict::Allowed)
+            || verdict(rule, Who::Anonymous) == Verdict::Allowed
+    };
     for f in &e.fields {
-        if f.ty == FieldType::Json || f.builtin == Some(Builtin::Email) || matches!(f.name.as_str(), "sort" | "limit" | "after" | "count") {
+        let is_email = f.builtin == Some(Builtin::Email);
+        if f.ty == FieldType::Json || (is_email && !email_filters) || matches!(f.name.as_str(), "sort" | "limit" | "after" | "count") {
             continue;
         }
         let scalar = query_schema(model, f);
-        params.push(json!({"name": f.name, "in": "query", "required": false, "description": format!("`{}` equals this.", f.name), "schema": scalar}));
+        let only = if is_email { " Only for callers who may read every user's email; 400 for others." } else { "" };
+        params.push(json!({"name": f.name, "in": "query", "required": false, "description": format!("`{}` equals this.{only}", f.name), "schema": scalar}));
         for (op, what) in OPERATORS {
             let applies = match *op {
                 "contains" => f.ty.is_textual(),
@@ -191,7 +202,7 @@ fn collection_path(model: &AppModel, e: &Entity) -> J {
             } else {
                 scalar.clone()
             };
-            params.push(json!({"name": format!("{}__{op}", f.name), "in": "query", "required": false, "description": format!("`{}` {what}.", f.name), "schema": schema}));
+            params.push(json!({"name": format!("{}__{op}", f.name), "in": "query", "required": false, "description": format!("`{}` {what}.{only}", f.name), "schema": schema}));
         }
     }
     let mut list_responses = errors(&common_errors());
@@ -208,7 +219,16 @@ fn collection_path(model: &AppModel, e: &Entity) -> J {
         ("422", "Validation failed; `errors` lists every field."),
     ]);
     let mut create_responses = errors(&create_errors);
-    create_responses.insert("201".into(), record_response(e, "Created.", true));
+    let mut created = record_response(e, "Created.", true);
+    // The new record's id leads to its own routes (clients and stateful
+    // API testers follow these).
+    let by_id = |op: &str| json!({"operationId": format!("{op}_{}", snake(&e.name)), "parameters": {"id": "$response.body#/id"}});
+    created["links"] = json!({
+        format!("Get{}", e.name): by_id("get"),
+        format!("Update{}", e.name): by_id("update"),
+        format!("Delete{}", e.name): by_id("delete")
+    });
+    create_responses.insert("201".into(), created);
     json!({
         "get": {
             "operationId": format!("list_{}", e.plural),
