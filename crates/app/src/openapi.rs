@@ -54,21 +54,21 @@ pub fn document(model: &AppModel) -> J {
         json!({"get": {
             "operationId": "openapi",
             "summary": "This document.",
-            "security": [{}],
+            "security": [],
             "responses": {"200": {"description": "The OpenAPI 3.1 document.", "content": {"application/json": {"schema": {"type": "object"}}}}}
         }}),
     );
     paths.insert(
         "/healthz".into(),
         json!({"get": {
-            "operationId": "healthz", "summary": "The process is up.", "security": [{}],
+            "operationId": "healthz", "summary": "The process is up.", "security": [],
             "responses": {"200": {"description": "Up.", "content": {"application/json": {"schema": {"type": "object"}}}}}
         }}),
     );
     paths.insert(
         "/readyz".into(),
         json!({"get": {
-            "operationId": "readyz", "summary": "The database answers and migrations are applied.", "security": [{}],
+            "operationId": "readyz", "summary": "The database answers and migrations are applied.", "security": [],
             "responses": {
                 "200": {"description": "Ready.", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "503": problem_response("Not ready.")
@@ -329,12 +329,24 @@ fn auth_paths(paths: &mut Map<String, J>) {
             "type": "object", "additionalProperties": false, "required": required, "properties": props
         }}}})
     };
-    let object = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let object = |d: &str, required: &[&str], props: J| json!({"description": d, "content": {"application/json": {"schema": {"type": "object", "required": required, "properties": props}}}});
+    let user = json!({"$ref": "#/components/schemas/User"});
+    let text = json!({"type": "string"});
+    let instant = json!({"type": "string", "format": "date-time"});
+    let session_props = json!({
+        "token": {"type": "string", "description": "The bearer token (bearer sessions only; a cookie session gets it only as the cookie)."},
+        "expires_at": instant,
+        "user": user,
+        "csrf_token": {"type": "string", "description": "Send as `X-CSRF-Token` on unsafe requests (cookie sessions only)."}
+    });
+    let detail = json!({"detail": text});
     let no_content = |d: &str| json!({"description": d});
     let email = json!({"type": "string", "maxLength": 254});
     let password = json!({"type": "string", "maxLength": 4096});
     let session = json!({"type": "string", "enum": ["bearer", "cookie"], "description": "`cookie`: the session comes as the cookie only."});
-    let anonymous = json!([{}]);
+    // No credentials needed (an empty list, which generated clients read
+    // as "no auth"; a session sent anyway is ignored, or replaced by login).
+    let anonymous = json!([]);
     let signed_in = json!([{"bearer": []}, {"cookie": []}]);
     let mut op = |path: &str, method: &str, id: &str, summary: &str, security: &J, request: Option<J>, ok: (&str, J)| {
         let mut responses = errors(&[
@@ -367,7 +379,7 @@ fn auth_paths(paths: &mut Map<String, J>) {
             &["email", "password"],
             json!({"email": email, "password": password, "name": {"type": "string", "maxLength": 200}, "session": session}),
         )),
-        ("201", object("`{user}`, plus the session when verification is off.")),
+        ("201", object("`{user}`, plus the session when verification is off.", &["user"], session_props.clone())),
     );
     op(
         "/api/auth/verify",
@@ -376,7 +388,7 @@ fn auth_paths(paths: &mut Map<String, J>) {
         "Confirm an email address with the mailed token.",
         &anonymous,
         Some(body(&["token"], json!({"token": {"type": "string"}}))),
-        ("200", object("`{user}`.")),
+        ("200", object("`{user}`.", &["user"], json!({"user": user}))),
     );
     op(
         "/api/auth/verify/resend",
@@ -385,7 +397,7 @@ fn auth_paths(paths: &mut Map<String, J>) {
         "Send the verification mail again.",
         &anonymous,
         Some(body(&["email"], json!({"email": email}))),
-        ("202", object("Always the same answer.")),
+        ("202", object("Always the same answer.", &["detail"], detail.clone())),
     );
     op(
         "/api/auth/login",
@@ -394,7 +406,14 @@ fn auth_paths(paths: &mut Map<String, J>) {
         "Sign in: a bearer token, or the session cookie with `\"session\": \"cookie\"`.",
         &anonymous,
         Some(body(&["email", "password"], json!({"email": email, "password": password, "session": session}))),
-        ("200", object("`{token, expires_at, user}` (bearer) or `{expires_at, user, csrf_token}` (cookie).")),
+        (
+            "200",
+            object(
+                "`{token, expires_at, user}` (bearer) or `{expires_at, user, csrf_token}` (cookie).",
+                &["expires_at", "user"],
+                session_props,
+            ),
+        ),
     );
     op("/api/auth/logout", "post", "logout", "End this session.", &signed_in, None, ("204", no_content("Signed out.")));
     op(
@@ -406,8 +425,35 @@ fn auth_paths(paths: &mut Map<String, J>) {
         None,
         ("204", no_content("Signed out everywhere.")),
     );
-    op("/api/auth/me", "get", "auth_me", "The signed-in user.", &signed_in, None, ("200", object("`{user, csrf_token}`.")));
-    op("/api/auth/sessions", "get", "list_sessions", "This user's sessions.", &signed_in, None, ("200", object("`{items}`.")));
+    op(
+        "/api/auth/me",
+        "get",
+        "auth_me",
+        "The signed-in user.",
+        &signed_in,
+        None,
+        ("200", object("`{user, csrf_token}`.", &["user", "csrf_token"], json!({"user": user, "csrf_token": text}))),
+    );
+    op(
+        "/api/auth/sessions",
+        "get",
+        "list_sessions",
+        "This user's sessions.",
+        &signed_in,
+        None,
+        (
+            "200",
+            object(
+                "`{items}`.",
+                &["items"],
+                json!({"items": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["id", "created_at", "last_seen_at", "current"],
+                    "properties": {"id": text, "created_at": instant, "last_seen_at": instant, "user_agent": {"type": ["string", "null"]}, "ip": {"type": ["string", "null"]}, "current": {"type": "boolean"}}
+                }}}),
+            ),
+        ),
+    );
     op(
         "/api/auth/sessions/{id}",
         "delete",
@@ -424,7 +470,7 @@ fn auth_paths(paths: &mut Map<String, J>) {
         "Mail a password reset link.",
         &anonymous,
         Some(body(&["email"], json!({"email": email}))),
-        ("202", object("Always the same answer.")),
+        ("202", object("Always the same answer.", &["detail"], detail)),
     );
     op(
         "/api/auth/password/reset",
@@ -451,7 +497,14 @@ fn auth_paths(paths: &mut Map<String, J>) {
         "The security audit log, newest first (admins).",
         &signed_in,
         None,
-        ("200", object("`{items, next}`.")),
+        (
+            "200",
+            object(
+                "`{items, next}`.",
+                &["items", "next"],
+                json!({"items": {"type": "array", "items": {"type": "object"}}, "next": {"type": ["integer", "null"]}}),
+            ),
+        ),
     );
     op(
         "/api/users/{id}/sessions",
