@@ -1,7 +1,7 @@
 //! The browser harness: starts chromedriver or geckodriver on a free port,
 //! opens a headless browser session through it, and offers the few steps
 //! the tests are written in (open a page, fill a field, submit, wait,
-//! screenshot at desktop and phone width).
+//! screenshot at desktop and phone width, check accessibility with axe).
 //!
 //! A browser or driver that cannot start fails the test with what it
 //! printed; nothing is skipped.
@@ -22,6 +22,38 @@ pub const WAIT: Duration = Duration::from_secs(15);
 /// Window sizes of the screenshots: a desktop and a phone.
 pub const DESKTOP: (u32, u32) = (1280, 800);
 pub const PHONE: (u32, u32) = (390, 844);
+
+/// axe-core 4.14.1, `axe.min.js` from the npm package `axe-core@4.14.1`
+/// (MPL-2.0: `assets/axe-LICENSE.txt`; the code it bundles:
+/// `assets/axe-LICENSE-3RD-PARTY.txt`). Test-only: the app never serves it.
+/// The pages' CSP (`script-src 'self'`) would refuse it as a `<script>`, so
+/// it is evaluated in a WebDriver script call, once per document.
+const AXE: &str = include_str!("../../assets/axe.min.js");
+
+/// Runs axe on the page (an async WebDriver script), or answers
+/// `{missing: true}` when the document has no axe yet. Rules: WCAG 2.0 and
+/// 2.1, levels A and AA, and axe's landmark rules (best practice, outside
+/// those tags).
+const AXE_RUN: &str = "const done = arguments[arguments.length - 1];
+if (!window.axe) return done({missing: true});
+axe.run(document, {
+  runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
+  rules: Object.fromEntries([
+    'landmark-one-main', 'landmark-unique', 'region',
+    'landmark-no-duplicate-banner', 'landmark-no-duplicate-main', 'landmark-no-duplicate-contentinfo',
+    'landmark-banner-is-top-level', 'landmark-main-is-top-level', 'landmark-contentinfo-is-top-level',
+  ].map(id => [id, {enabled: true}])),
+  resultTypes: ['violations'],
+}).then(
+  r => done({violations: r.violations.map(v => ({
+    id: v.id,
+    impact: v.impact,
+    help: v.help,
+    nodes: v.nodes.length,
+    targets: v.nodes.slice(0, 3).map(n => n.target.map(String).join(' ')),
+  }))}),
+  e => done({error: String((e && e.stack) || e)}),
+);";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Browser {
@@ -438,8 +470,8 @@ impl Session {
     }
 
     /// Saves the page as `target/screenshots/<browser>/<page>-<width>.png`
-    /// at desktop and at phone size, and gives the window back its
-    /// desktop size.
+    /// at desktop and at phone size, checks it with axe at both sizes, and
+    /// gives the window back its desktop size.
     pub async fn screenshot(&self, page: &str) {
         let dir = screenshot_root().join(self.browser.name());
         std::fs::create_dir_all(&dir).expect("screenshot dir");
@@ -449,8 +481,44 @@ impl Session {
             self.wait_until(&format!("a {}x{} viewport", size.0, size.1), || async { self.viewport().await.0 == size.0 as i64 }).await;
             let png = self.client.screenshot().await.unwrap_or_else(|e| panic!("{}: screenshot of {page}: {e}", self.browser.name()));
             std::fs::write(dir.join(format!("{name}-{}.png", size.0)), png).expect("write screenshot");
+            self.check_accessibility(&format!("{name}-{}", size.0)).await;
         }
         self.set_viewport(DESKTOP).await;
+    }
+
+    /// Runs axe-core's WCAG 2.0/2.1 A and AA rules and its landmark rules
+    /// on the page as it is now; panics listing every violation (of any impact), with up to
+    /// three of the elements at fault for each.
+    pub async fn check_accessibility(&self, page: &str) {
+        let name = self.browser.name();
+        let run = || async { self.client.execute_async(AXE_RUN, vec![]).await.unwrap_or_else(|e| panic!("{name}: axe on {page}: {e}")) };
+        let mut out = run().await;
+        if out["missing"] == true {
+            self.client.execute(AXE, vec![]).await.unwrap_or_else(|e| panic!("{name}: loading axe into {page}: {e}"));
+            out = run().await;
+        }
+        let Some(violations) = out["violations"].as_array() else {
+            panic!("{name}: axe did not run on {page}: {}", out["error"].as_str().unwrap_or(&out.to_string()));
+        };
+        if violations.is_empty() {
+            return;
+        }
+        let path = self.path().await;
+        let list: Vec<String> = violations
+            .iter()
+            .map(|v| {
+                let targets: Vec<&str> = v["targets"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
+                format!(
+                    "  {} ({}): {} - {} element(s), e.g. {}",
+                    v["id"].as_str().unwrap_or("?"),
+                    v["impact"].as_str().unwrap_or("?"),
+                    v["help"].as_str().unwrap_or("?"),
+                    v["nodes"],
+                    targets.join(" | ")
+                )
+            })
+            .collect();
+        panic!("{name}: axe finds {} accessibility violation(s) on {page} ({path}):\n{}", violations.len(), list.join("\n"));
     }
 
     /// Saves what the browser shows now as `failed-<who>.png`, for a test
