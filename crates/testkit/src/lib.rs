@@ -78,6 +78,41 @@ pub async fn spawn_app(spec: &str) -> TestApp {
     spawn_app_with(spec, |_| {}).await
 }
 
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `spawn_app` or `spawn_app_postgres`, by backend.
+pub async fn spawn(backend: Backend, spec: &str) -> TestApp {
+    match backend {
+        Backend::Sqlite => spawn_app(spec).await,
+        Backend::Postgres => spawn_app_postgres(spec).await,
+    }
+}
+
+/// Runs each named `async fn(Backend)` of the calling module as two tests,
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
 /// Like `spawn_app`, letting the test adjust the configuration.
 pub async fn spawn_app_with(spec: &str, configure: impl FnOnce(&mut AppConfig)) -> TestApp {
     let compiled = charter_model::compile(spec);

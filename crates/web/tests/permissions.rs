@@ -1,38 +1,7 @@
 //! Permissions over HTTP with real sessions: the taskboard's rules hold for
 //! members, admins and anonymous callers, on every route.
 
-use charter_testkit::{spawn_app, spawn_app_postgres, TestApp};
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-async fn spawn(backend: Backend, spec: &str) -> TestApp {
-    match backend {
-        Backend::Sqlite => spawn_app(spec).await,
-        Backend::Postgres => spawn_app_postgres(spec).await,
-    }
-}
-
-/// Every scenario runs on SQLite and on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
+use charter_testkit::{on_both_backends, spawn, Backend, TestApp};
 
 on_both_backends!(
     taskboard_rules_hold_for_every_kind_of_caller,

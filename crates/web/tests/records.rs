@@ -1,38 +1,7 @@
 //! The records API over HTTP (http-api.md, Records), with specs whose rules
 //! let anonymous callers in, so nothing here depends on sessions.
 
-use charter_testkit::{spawn_app, spawn_app_postgres, TestApp};
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-async fn spawn(backend: Backend, spec: &str) -> TestApp {
-    match backend {
-        Backend::Sqlite => spawn_app(spec).await,
-        Backend::Postgres => spawn_app_postgres(spec).await,
-    }
-}
-
-/// Every scenario runs on SQLite and on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
+use charter_testkit::{on_both_backends, spawn, Backend, TestApp};
 
 on_both_backends!(
     create_applies_defaults_and_answers_201_with_location_and_etag,
