@@ -192,6 +192,25 @@ impl App {
         self.records.create_with_rule(entity, caller, values, rule).await.map_err(write_error)
     }
 
+    /// `create_record`, made idempotent by `key` when the client sent one.
+    /// The keyed create runs on its own task: a client that gives up and
+    /// disconnects must not cancel it between claiming the key and storing
+    /// its answer, or the key would stay "in flight" (409) for a day.
+    pub async fn create_record_keyed(
+        self: &std::sync::Arc<Self>,
+        caller: &Caller,
+        entity: EntityId,
+        key: Option<&str>,
+        body: &J,
+    ) -> Result<Record, AppError> {
+        let Some(key) = key else { return self.create_record(caller, entity, body).await };
+        let (app, caller, key, body) = (self.clone(), caller.clone(), key.to_string(), body.clone());
+        tokio::spawn(async move { app.create_record_idempotent(&caller, entity, &key, &body).await })
+            .await
+            .map_err(|e| AppError::Internal(format!("idempotent create task: {e}")))?
+            .map(|c| c.record)
+    }
+
     /// `create_record` under an `Idempotency-Key`: the first answer is
     /// remembered for 24 hours per caller, and a retry with the same key and
     /// body gets it again: the same record without a second row, or the same

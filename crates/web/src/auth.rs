@@ -64,11 +64,22 @@ fn secure_cookie(app: &SharedApp) -> bool {
     app.config.profile != Profile::Dev || app.config.secure_cookies
 }
 
-pub(crate) fn set_cookie(app: &SharedApp, token: &str, max_age_secs: i64) -> HeaderValue {
+fn set_cookie(app: &SharedApp, token: &str, max_age_secs: i64) -> HeaderValue {
     let name = cookie_name(app);
     let secure = if secure_cookie(app) { "; Secure" } else { "" };
     let value = format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}");
     HeaderValue::from_str(&value).expect("tokens are URL-safe base64")
+}
+
+/// `Set-Cookie` for a new session, living as long as the session.
+pub(crate) fn session_cookie(app: &SharedApp, s: &NewSession) -> HeaderValue {
+    let max_age = ((s.expires_at - app.clock.now_ms()) / 1000).max(0);
+    set_cookie(app, &s.token, max_age)
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub(crate) fn clear_cookie(app: &SharedApp) -> HeaderValue {
+    set_cookie(app, "", 0)
 }
 
 /// The answer for a new session: the token in the body for bearer
@@ -78,9 +89,8 @@ fn session_response(app: &SharedApp, status: StatusCode, user: serde_json::Value
     match mode {
         SessionMode::Bearer => (status, Json(json!({"token": s.token, "expires_at": expires_at, "user": user}))).into_response(),
         SessionMode::Cookie => {
-            let max_age = ((s.expires_at - app.clock.now_ms()) / 1000).max(0);
             let mut res = (status, Json(json!({"expires_at": expires_at, "user": user, "csrf_token": s.csrf_token}))).into_response();
-            res.headers_mut().append(header::SET_COOKIE, set_cookie(app, &s.token, max_age));
+            res.headers_mut().append(header::SET_COOKIE, session_cookie(app, s));
             res
         }
     }
@@ -186,7 +196,7 @@ impl FromRequestParts<SharedApp> for Presented {
 fn signed_out(app: &SharedApp) -> Response {
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert("clear-site-data", HeaderValue::from_static("\"cookies\", \"storage\""));
-    res.headers_mut().append(header::SET_COOKIE, set_cookie(app, "", 0));
+    res.headers_mut().append(header::SET_COOKIE, clear_cookie(app));
     res
 }
 

@@ -35,8 +35,9 @@ fn bearer(parts: &Parts) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn cookie(parts: &Parts, names: &[&str]) -> Option<String> {
-    parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+/// The first non-empty cookie with one of `names`.
+pub(crate) fn cookie(headers: &axum::http::HeaderMap, names: &[&str]) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
         let (name, value) = c.trim().split_once('=')?;
         (names.contains(&name) && !value.is_empty()).then(|| value.to_string())
     })
@@ -44,14 +45,14 @@ fn cookie(parts: &Parts, names: &[&str]) -> Option<String> {
 
 /// The credentials of a request, reading either cookie name.
 pub fn credentials(parts: &Parts) -> Credentials {
-    Credentials { bearer: bearer(parts), cookie: cookie(parts, &[COOKIE_SECURE, COOKIE_DEV]) }
+    Credentials { bearer: bearer(parts), cookie: cookie(&parts.headers, &[COOKIE_SECURE, COOKIE_DEV]) }
 }
 
 /// The credentials of a request, reading only the cookie this profile
 /// sets: in prod a plain `session` cookie (which a sibling subdomain could
 /// plant) is ignored.
 pub fn credentials_named(parts: &Parts, cookie_name: &str) -> Credentials {
-    Credentials { bearer: bearer(parts), cookie: cookie(parts, &[cookie_name]) }
+    Credentials { bearer: bearer(parts), cookie: cookie(&parts.headers, &[cookie_name]) }
 }
 
 /// The client's address: the peer, or, when the peer is a trusted proxy,

@@ -28,6 +28,13 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub type SharedApp = Arc<App>;
 
+/// `bytes` from the OS random source, as lowercase hex.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("OS random source");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// Every route of the app, with its middleware.
 pub fn router(app: SharedApp) -> Router {
     let api = Router::new()

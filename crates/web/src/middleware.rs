@@ -63,9 +63,7 @@ fn valid_request_id(v: &str) -> bool {
 }
 
 fn new_request_id() -> String {
-    let mut b = [0u8; 12];
-    getrandom::fill(&mut b).expect("OS random source");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::random_hex(12)
 }
 
 fn has_body(req: &Request) -> bool {

@@ -74,19 +74,7 @@ async fn create(
         Some(v) => Some(v.to_str().map_err(|_| Problem::bad_request("`Idempotency-Key` must be visible ASCII."))?),
         None => None,
     };
-    let record = match key {
-        Some(key) => {
-            // On its own task: a client that gives up and disconnects must
-            // not cancel the request between claiming the key and storing
-            // its answer, or the key would stay "in flight" (409) for a day.
-            let (app, key) = (app.clone(), key.to_string());
-            tokio::spawn(async move { app.create_record_idempotent(&caller, entity, &key, &body).await })
-                .await
-                .map_err(|e| Problem::from(charter_app::AppError::Internal(format!("idempotent create task: {e}"))))??
-                .record
-        }
-        None => app.create_record(&caller, entity, &body).await?,
-    };
+    let record = app.create_record_keyed(&caller, entity, key, &body).await?;
     let id = record.get("id").and_then(J::as_str).unwrap_or_default().to_string();
     let mut res = with_etag(StatusCode::CREATED, record);
     let location = format!("/api/{}/{id}", app.model.entity(entity).plural);

@@ -10,9 +10,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use charter_app::auth::rfc3339;
-use charter_app::records::IfMatch;
 use charter_app::{AppError, FieldError};
-use charter_model::{Builtin, USER};
+use charter_model::Builtin;
 use serde_json::{json, Map, Value as J};
 use std::sync::Arc;
 
@@ -45,7 +44,7 @@ async fn show(app: &SharedApp, ui: &Ui, viewer: &Viewer, st: State_, status: Sta
         Err(e) => return fail(app, ui, viewer, e),
     };
     let user = app.model.user();
-    let fields = form::editable_fields(&app.model, user, false, false);
+    let fields = form::editable_fields(user, false, false);
     let values = st.values.unwrap_or_else(|| me.clone().into_iter().collect());
     let inputs: Vec<J> = fields
         .iter()
@@ -84,7 +83,6 @@ async fn show(app: &SharedApp, ui: &Ui, viewer: &Viewer, st: State_, status: Sta
         "sessions": rows,
         "min_length": app.model.settings.password_min_length,
     });
-    let _ = USER;
     render(app, ui, viewer, Page::new("account.html", "Your account", data).status(status))
 }
 
@@ -111,7 +109,7 @@ async fn page(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer
 async fn save_profile(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer, form: FormData) -> Response {
     let Some(session) = &viewer.session else { return to_login(&app, &viewer) };
     let user = app.model.user();
-    let fields: Vec<_> = form::editable_fields(&app.model, user, false, false)
+    let fields: Vec<_> = form::editable_fields(user, false, false)
         .into_iter()
         .filter(|f| f.builtin == Some(Builtin::Name) || f.builtin.is_none())
         .filter(|f| !matches!(f.ty, charter_model::FieldType::Ref(_)))
@@ -121,12 +119,10 @@ async fn save_profile(State(app): State<SharedApp>, Extension(ui): UiExt, viewer
         show(&app, &ui, &viewer, st, status)
     };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return again(vec![], Some("This form had expired, so nothing was saved. Submit it again.".into()), StatusCode::FORBIDDEN).await;
     }
     let body = form::to_body(&fields, &form, false);
-    let if_match = form.get("_version").and_then(|v| v.parse::<i64>().ok()).map_or(IfMatch::Absent, IfMatch::Version);
-    match app.update_me(&session.caller, &body, if_match).await {
+    match app.update_me(&session.caller, &body, form.if_match()).await {
         Ok(_) => redirect("/account?n=saved"),
         Err(AppError::Validation(errors)) => {
             again(errors, Some("Some fields need your attention.".into()), StatusCode::UNPROCESSABLE_ENTITY).await
@@ -147,7 +143,6 @@ async fn change_password(State(app): State<SharedApp>, Extension(ui): UiExt, vie
         show(&app, &ui, &viewer, st, status)
     };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return again(json!({}), Some("This form had expired. Enter the passwords again.".into()), StatusCode::FORBIDDEN).await;
     }
     let current = form.get("current_password").unwrap_or("").to_string();
@@ -175,13 +170,12 @@ async fn change_password(State(app): State<SharedApp>, Extension(ui): UiExt, vie
 async fn revoke(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer, Path(id): Path<String>, form: FormData) -> Response {
     let Some(session) = &viewer.session else { return to_login(&app, &viewer) };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return redirect("/account");
     }
     match app.revoke_session(session, &id, &viewer.client).await {
         Ok(()) if id == session.id => {
             let mut res = redirect("/login?n=signed-out");
-            res.headers_mut().append(axum::http::header::SET_COOKIE, crate::auth::set_cookie(&app, "", 0));
+            res.headers_mut().append(axum::http::header::SET_COOKIE, crate::auth::clear_cookie(&app));
             res
         }
         Ok(()) => redirect("/account?n=revoked"),

@@ -68,14 +68,12 @@ async fn login(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewe
         login_form(&app, &ui, &viewer, data, status)
     };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return again("This form had expired. Enter your password again.", json!({}), StatusCode::FORBIDDEN);
     }
     match app.login(&email, form.get("password").unwrap_or("").to_string(), &viewer.presented, &viewer.client).await {
         Ok(r) => {
-            let max_age = ((r.session.expires_at - app.clock.now_ms()) / 1000).max(0);
             let mut res = redirect(&next);
-            res.headers_mut().append(header::SET_COOKIE, crate::auth::set_cookie(&app, &r.session.token, max_age));
+            res.headers_mut().append(header::SET_COOKIE, crate::auth::session_cookie(&app, &r.session));
             res
         }
         Err(AppError::Unauthorized) => again("The email or the password is wrong.", json!({}), StatusCode::UNAUTHORIZED),
@@ -115,16 +113,14 @@ async fn signup(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
         signup_form(&app, &ui, &viewer, data, status)
     };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return again(Some("This form had expired. Enter your password again."), json!({}), StatusCode::FORBIDDEN);
     }
     let input = SignupInput { email: email.clone(), password: form.get("password").unwrap_or("").to_string(), name: name.clone() };
     match app.signup(input, &viewer.client).await {
         Ok(result) => match result.session {
             Some(s) => {
-                let max_age = ((s.expires_at - app.clock.now_ms()) / 1000).max(0);
                 let mut res = redirect("/?n=welcome");
-                res.headers_mut().append(header::SET_COOKIE, crate::auth::set_cookie(&app, &s.token, max_age));
+                res.headers_mut().append(header::SET_COOKIE, crate::auth::session_cookie(&app, &s));
                 res
             }
             None if app.model.settings.email_verification == EmailVerification::Required => redirect("/login?n=check-inbox"),
@@ -160,7 +156,6 @@ async fn verify_page(State(app): State<SharedApp>, Extension(ui): UiExt, viewer:
 async fn verify(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer, form: FormData) -> Response {
     let token = form.get("token").unwrap_or("").to_string();
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         let data = json!({"token": token, "alert": "This page had expired. Press the button again."});
         return token_page(&app, &ui, &viewer, "verify.html", "Verify your email address", data, StatusCode::FORBIDDEN);
     }
@@ -177,7 +172,6 @@ async fn verify(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
 
 async fn resend(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer, form: FormData) -> Response {
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return login_form(&app, &ui, &viewer, json!({"alert": "This form had expired. Try again."}), StatusCode::FORBIDDEN);
     }
     match app.resend_verification(form.get("email").unwrap_or(""), &viewer.client).await {
@@ -200,7 +194,6 @@ async fn forgot_page(State(app): State<SharedApp>, Extension(ui): UiExt, viewer:
 async fn forgot(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer, form: FormData) -> Response {
     let email = form.get("email").unwrap_or("").to_string();
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         let data = json!({"email": email, "alert": "This form had expired. Submit it again."});
         return render(&app, &ui, &viewer, Page::new("forgot.html", "Forgot your password?", data).status(StatusCode::FORBIDDEN));
     }
@@ -229,7 +222,6 @@ async fn reset(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewe
     let min = app.model.settings.password_min_length;
     let again = |data: J, status: StatusCode| token_page(&app, &ui, &viewer, "reset.html", "Choose a new password", data, status);
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return again(
             json!({"token": token, "min_length": min, "alert": "This page had expired. Enter the new password again."}),
             StatusCode::FORBIDDEN,
@@ -253,7 +245,6 @@ async fn reset(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewe
 async fn end(app: SharedApp, viewer: Viewer, form: FormData, all: bool) -> Response {
     let Some(session) = &viewer.session else { return super::to_login(&app, &viewer) };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         // A stale logout button: send the person where a fresh one is.
         return redirect("/account");
     }
@@ -262,7 +253,7 @@ async fn end(app: SharedApp, viewer: Viewer, form: FormData, all: bool) -> Respo
         tracing::warn!(error = %e, "logout failed");
     }
     let mut res = redirect(if all { "/login?n=signed-out-all" } else { "/login?n=signed-out" });
-    res.headers_mut().append(header::SET_COOKIE, crate::auth::set_cookie(&app, "", 0));
+    res.headers_mut().append(header::SET_COOKIE, crate::auth::clear_cookie(&app));
     res
 }
 

@@ -20,6 +20,16 @@ impl FormData {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// The version the form was opened at (its hidden `_version`).
+    pub fn version(&self) -> Option<i64> {
+        self.get("_version").and_then(|v| v.parse::<i64>().ok())
+    }
+
+    /// `If-Match` for a write from this form: the version it was opened at.
+    pub fn if_match(&self) -> charter_app::records::IfMatch {
+        self.version().map_or(charter_app::records::IfMatch::Absent, charter_app::records::IfMatch::Version)
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
     }
@@ -47,8 +57,7 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
 /// The fields a person edits in a form for this entity: declared fields
 /// that are not read only, and for `User` the name (and the role when the
 /// spec lets some role change it; the server decides per request).
-pub fn editable_fields<'a>(model: &AppModel, e: &'a Entity, creating: bool, role_editable: bool) -> Vec<&'a Field> {
-    let _ = model;
+pub fn editable_fields(e: &Entity, creating: bool, role_editable: bool) -> Vec<&Field> {
     e.fields
         .iter()
         .filter(|f| match f.builtin {

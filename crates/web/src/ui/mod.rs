@@ -27,7 +27,7 @@ use axum::{Extension, Router};
 use charter_app::auth::{ClientInfo, Session};
 use charter_app::permissions::{verdict, Who};
 use charter_app::{AppError, Profile};
-use charter_model::{Action, AppModel, CompareOp, Entity, Expr, Value, USER};
+use charter_model::{Action, CompareOp, Entity, Expr, Value, USER};
 use serde_json::{json, Value as J};
 use std::sync::Arc;
 
@@ -41,7 +41,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("verify.html", include_str!("../../templates/verify.html")),
     ("forgot.html", include_str!("../../templates/forgot.html")),
     ("reset.html", include_str!("../../templates/reset.html")),
-    ("message.html", include_str!("../../templates/message.html")),
     ("account.html", include_str!("../../templates/account.html")),
     ("list.html", include_str!("../../templates/list.html")),
     ("detail.html", include_str!("../../templates/detail.html")),
@@ -171,8 +170,8 @@ impl FromRequestParts<SharedApp> for Viewer {
                 slot.set(&s.user_id);
             }
         }
-        let nonce =
-            read_cookie(&parts.headers, nonce_cookie_name(app)).filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        let nonce = crate::caller::cookie(&parts.headers, &[nonce_cookie_name(app)])
+            .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()));
         let here = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
         let cross_site =
             parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
@@ -188,13 +187,6 @@ impl FromRequestParts<SharedApp> for Viewer {
             presented,
         })
     }
-}
-
-fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
-        let (n, v) = c.trim().split_once('=')?;
-        (n == name && !v.is_empty()).then(|| v.to_string())
-    })
 }
 
 impl Viewer {
@@ -222,27 +214,27 @@ impl Viewer {
         }
     }
 
-    /// Whether a submitted form's CSRF token is good for this viewer.
+    /// Whether a submitted form's CSRF token is good for this viewer; a
+    /// refusal is logged as a security event. (A stale tab or an expired
+    /// pre-session cookie is the usual cause: the pages show the form again.)
     pub fn csrf_ok(&self, app: &SharedApp, form: &form::FormData) -> bool {
-        if self.cross_site {
-            return false;
-        }
         let presented = form.get("_csrf").unwrap_or("");
-        if presented.is_empty() {
-            return false;
+        let ok = !self.cross_site
+            && !presented.is_empty()
+            && match (&self.session, &self.nonce) {
+                (Some(s), _) => app.csrf_ok(&s.id, presented),
+                (None, Some(n)) => app.csrf_ok(&format!("pre:{n}"), presented),
+                (None, None) => false,
+            };
+        if !ok {
+            tracing::warn!(target: "charter::security", event = "csrf_refused", path = %self.here, "UI form CSRF check failed");
         }
-        match (&self.session, &self.nonce) {
-            (Some(s), _) => app.csrf_ok(&s.id, presented),
-            (None, Some(n)) => app.csrf_ok(&format!("pre:{n}"), presented),
-            (None, None) => false,
-        }
+        ok
     }
 }
 
 fn new_nonce() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("OS random source");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::random_hex(16)
 }
 
 /// A random idempotency key for a create form.
@@ -300,7 +292,7 @@ pub fn base_path(e: &Entity) -> String {
 }
 
 /// Whether this role can ever do `action` on the entity (the row may still decide).
-pub fn may(_model: &AppModel, e: &Entity, action: Action, who: Who) -> bool {
+pub fn may(e: &Entity, action: Action, who: Who) -> bool {
     if e.id == USER && action == Action::Create {
         return false;
     }
@@ -310,7 +302,7 @@ pub fn may(_model: &AppModel, e: &Entity, action: Action, who: Who) -> bool {
 /// Whether the entity belongs in the navigation for this viewer: they may
 /// read some of it, and (for `User`) more than their own row, which the
 /// account page shows.
-fn in_nav(model: &AppModel, e: &Entity, who: Who) -> bool {
+fn in_nav(e: &Entity, who: Who) -> bool {
     if who == Who::Anonymous && !matches!(verdict(e.permissions.read.as_ref(), who), charter_app::permissions::Verdict::Allowed) {
         // Signed-out people see only what is readable by everyone.
         return false;
@@ -321,7 +313,7 @@ fn in_nav(model: &AppModel, e: &Entity, who: Who) -> bool {
             return false;
         }
     }
-    may(model, e, Action::Read, who)
+    may(e, Action::Read, who)
 }
 
 /// The context every page shares.
@@ -331,7 +323,7 @@ fn base_context(app: &SharedApp, viewer: &Viewer, title: &str, csrf: &str, notic
         .model
         .entities
         .iter()
-        .filter(|e| in_nav(&app.model, e, who))
+        .filter(|e| in_nav(e, who))
         .map(|e| {
             let href = base_path(e);
             let active =
@@ -424,7 +416,7 @@ pub fn render(app: &SharedApp, ui: &Ui, viewer: &Viewer, page: Page) -> Response
         h.append(header::SET_COOKIE, nonce_cookie(app, &n));
     }
     if viewer.expired {
-        h.append(header::SET_COOKIE, crate::auth::set_cookie(app, "", 0));
+        h.append(header::SET_COOKIE, crate::auth::clear_cookie(app));
     }
     res.extensions_mut().insert(UiPage);
     res
@@ -470,7 +462,7 @@ pub fn to_login(app: &SharedApp, viewer: &Viewer) -> Response {
     let code = if viewer.expired { "expired" } else { "login" };
     let mut res = redirect(&format!("/login?next={}&n={code}", urlencode(&back)));
     if viewer.expired {
-        res.headers_mut().append(header::SET_COOKIE, crate::auth::set_cookie(app, "", 0));
+        res.headers_mut().append(header::SET_COOKIE, crate::auth::clear_cookie(app));
     }
     res
 }
@@ -553,13 +545,6 @@ fn plain_error(e: &AppError) -> Response {
     let mut res = (status, "Something went wrong. Try again in a moment.").into_response();
     res.extensions_mut().insert(UiPage);
     res
-}
-
-/// A form post that failed the CSRF check: the form is shown again (a
-/// stale tab or expired pre-session cookie is the usual cause).
-pub fn csrf_refused(viewer: &Viewer) -> bool {
-    tracing::warn!(target: "charter::security", event = "csrf_refused", path = %viewer.here, "UI form CSRF check failed");
-    true
 }
 
 /// Whether the app runs in the dev profile (the login page links the dev outbox).

@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use charter_app::records::IfMatch;
 use charter_app::{AppError, FieldError};
 use charter_model::{Action, Builtin, Entity, EntityId, Field, FieldType, USER};
 use charter_store::Record;
@@ -45,7 +44,7 @@ pub fn routes(app: &SharedApp) -> Router<SharedApp> {
 
 async fn home(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer) -> Response {
     if viewer.session.is_none() {
-        let public: Vec<&Entity> = app.model.entities.iter().filter(|e| super::in_nav(&app.model, e, viewer.who())).collect();
+        let public: Vec<&Entity> = app.model.entities.iter().filter(|e| super::in_nav(e, viewer.who())).collect();
         if public.is_empty() {
             return redirect("/login");
         }
@@ -55,13 +54,13 @@ async fn home(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer
         .model
         .entities
         .iter()
-        .filter(|e| super::in_nav(&app.model, e, who))
+        .filter(|e| super::in_nav(e, who))
         .map(|e| {
             json!({
                 "label": entity_plural_label(e),
                 "href": base_path(e),
                 "description": e.description,
-                "create": may(&app.model, e, Action::Create, who).then(|| format!("{}/new", base_path(e))),
+                "create": may(e, Action::Create, who).then(|| format!("{}/new", base_path(e))),
                 "singular": entity_label(e).to_lowercase(),
             })
         })
@@ -130,7 +129,7 @@ fn columns(e: &Entity) -> Vec<&Field> {
 async fn list(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer, entity: EntityId) -> Response {
     let e = app.model.entity(entity);
     let who = viewer.who();
-    if !may(&app.model, e, Action::Read, who) {
+    if !may(e, Action::Read, who) {
         return if viewer.session.is_none() {
             to_login(&app, &viewer)
         } else {
@@ -208,7 +207,7 @@ async fn list(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer
         "search": e.display_field().ty.is_textual().then(|| json!({"label": format!("Search {}", humanize(&e.display_field().name).to_lowercase()), "value": query_param(&viewer.here, "q")})),
         "sort": sort,
         "problem": problem,
-        "create": may(&app.model, e, Action::Create, who).then(|| format!("{base}/new")),
+        "create": may(e, Action::Create, who).then(|| format!("{base}/new")),
     });
     render(&app, &ui, &viewer, Page::new("list.html", label, data))
 }
@@ -274,7 +273,7 @@ async fn detail(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
     let mut related = Vec::new();
     for other in &app.model.entities {
         for f in other.declared_fields() {
-            if f.ty != FieldType::Ref(entity) || !may(&app.model, other, Action::Read, who) {
+            if f.ty != FieldType::Ref(entity) || !may(other, Action::Read, who) {
                 continue;
             }
             let query = format!("{}={}&limit=50", f.name, urlencode(&id));
@@ -298,7 +297,7 @@ async fn detail(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
                 "singular": entity_label(other).to_lowercase(),
                 "rows": rows,
                 "more": page.next.is_some().then(|| format!("{obase}?{}={}", f.name, urlencode(&id))),
-                "create": may(&app.model, other, Action::Create, who).then(|| format!("{obase}/new?{}={}", f.name, urlencode(&id))),
+                "create": may(other, Action::Create, who).then(|| format!("{obase}/new?{}={}", f.name, urlencode(&id))),
             }));
         }
     }
@@ -306,8 +305,8 @@ async fn detail(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
     let data = json!({
         "entity": {"label": entity_plural_label(e), "singular": entity_label(e), "base": base},
         "record": {"id": id, "title": title, "fields": fields},
-        "edit": may(&app.model, e, Action::Update, who).then(|| format!("{base}/{id}/edit")),
-        "delete": (e.id != USER && may(&app.model, e, Action::Delete, who)).then(|| format!("{base}/{id}/delete")),
+        "edit": may(e, Action::Update, who).then(|| format!("{base}/{id}/edit")),
+        "delete": (e.id != USER && may(e, Action::Delete, who)).then(|| format!("{base}/{id}/delete")),
         "related": related,
     });
     render(&app, &ui, &viewer, Page::new("detail.html", title, data))
@@ -336,7 +335,7 @@ struct FormPage<'a> {
 
 async fn form_page(app: &SharedApp, ui: &Ui, viewer: &Viewer, p: FormPage<'_>, status: StatusCode) -> Response {
     let caller = viewer.caller();
-    let fields = form::editable_fields(&app.model, p.e, p.creating, role_editable(app, viewer));
+    let fields = form::editable_fields(p.e, p.creating, role_editable(app, viewer));
     let mut inputs = Vec::new();
     let mut first_error = true;
     for f in &fields {
@@ -387,10 +386,10 @@ async fn form_page(app: &SharedApp, ui: &Ui, viewer: &Viewer, p: FormPage<'_>, s
 
 async fn new(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer, entity: EntityId) -> Response {
     let e = app.model.entity(entity);
-    if viewer.session.is_none() && !may(&app.model, e, Action::Create, viewer.who()) {
+    if viewer.session.is_none() && !may(e, Action::Create, viewer.who()) {
         return to_login(&app, &viewer);
     }
-    if !may(&app.model, e, Action::Create, viewer.who()) {
+    if !may(e, Action::Create, viewer.who()) {
         return super::error_page(&app, &ui, &viewer, StatusCode::FORBIDDEN);
     }
     // Literal defaults, then values given in the address (`?project=ID`
@@ -419,23 +418,19 @@ async fn create(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
     if viewer.session.is_none() && viewer.expired {
         return to_login(&app, &viewer);
     }
-    let fields = form::editable_fields(&app.model, e, true, false);
+    let fields = form::editable_fields(e, true, false);
     let again = |errors: Vec<FieldError>, alert: Option<String>, status: StatusCode| {
         let values = form::submitted(&fields, &form);
         let p = FormPage { e, creating: true, id: None, values, errors, alert, version: None, stale: false };
         form_page(&app, &ui, &viewer, p, status)
     };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return again(vec![], Some(csrf_alert()), StatusCode::FORBIDDEN).await;
     }
     let body = form::to_body(&fields, &form, true);
     let caller = viewer.caller();
-    let result = match form.get("_key").filter(|k| !k.is_empty() && k.len() <= 64) {
-        Some(key) => app.create_record_idempotent(&caller, entity, key, &body).await.map(|c| c.record),
-        None => app.create_record(&caller, entity, &body).await,
-    };
-    match result {
+    let key = form.get("_key").filter(|k| !k.is_empty() && k.len() <= 64);
+    match app.create_record_keyed(&caller, entity, key, &body).await {
         Ok(record) => {
             let id = record.get("id").and_then(J::as_str).unwrap_or_default();
             redirect(&format!("{}/{id}?n=created", base_path(e)))
@@ -474,7 +469,7 @@ async fn edit(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer
         Err(AppError::NotFound) if viewer.session.is_none() => return to_login(&app, &viewer),
         Err(err) => return fail(&app, &ui, &viewer, err),
     };
-    if !may(&app.model, e, Action::Update, viewer.who()) {
+    if !may(e, Action::Update, viewer.who()) {
         return super::error_page(&app, &ui, &viewer, StatusCode::FORBIDDEN);
     }
     let version = record.get("version").and_then(J::as_i64);
@@ -495,21 +490,19 @@ async fn save(
     if viewer.session.is_none() {
         return to_login(&app, &viewer);
     }
-    let fields = form::editable_fields(&app.model, e, false, role_editable(&app, &viewer));
-    let version = form.get("_version").and_then(|v| v.parse::<i64>().ok());
+    let fields = form::editable_fields(e, false, role_editable(&app, &viewer));
+    let version = form.version();
     let again = |errors: Vec<FieldError>, alert: Option<String>, stale: bool, status: StatusCode| {
         let values = form::submitted(&fields, &form);
         let p = FormPage { e, creating: false, id: Some(id.clone()), values, errors, alert, version, stale };
         form_page(&app, &ui, &viewer, p, status)
     };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return again(vec![], Some(csrf_alert()), false, StatusCode::FORBIDDEN).await;
     }
     let body = form::to_body(&fields, &form, false);
-    let if_match = version.map_or(IfMatch::Absent, IfMatch::Version);
     let caller = viewer.caller();
-    match app.update_record(&caller, entity, &id, &body, if_match).await {
+    match app.update_record(&caller, entity, &id, &body, form.if_match()).await {
         Ok(_) => redirect(&format!("{}/{id}?n=saved", base_path(e))),
         Err(AppError::PreconditionFailed { .. }) => again(vec![], None, true, StatusCode::PRECONDITION_FAILED).await,
         Err(err) => match written_error(err) {
@@ -582,11 +575,9 @@ async fn delete(
         Err(err) => return fail(&app, &ui, &viewer, err),
     };
     if !viewer.csrf_ok(&app, &form) {
-        super::csrf_refused(&viewer);
         return delete_page(&app, &ui, &viewer, e, &record, Some(csrf_alert()), StatusCode::FORBIDDEN);
     }
-    let if_match = form.get("_version").and_then(|v| v.parse::<i64>().ok()).map_or(IfMatch::Absent, IfMatch::Version);
-    match app.delete_record(&caller, entity, &id, if_match).await {
+    match app.delete_record(&caller, entity, &id, form.if_match()).await {
         Ok(()) => redirect(&format!("{}?n=deleted", base_path(e))),
         Err(AppError::PreconditionFailed { .. }) => {
             let fresh = app.get_record(&caller, entity, &id).await.unwrap_or(record);
