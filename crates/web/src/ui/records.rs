@@ -191,9 +191,17 @@ async fn list(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer
         }
     });
     let filtering = kept.iter().any(|(k, _)| k != "sort" && k != "after");
-    let filters = match filter_inputs(&app, &caller, e, &kept).await {
-        Ok(f) => f,
-        Err(err) => return fail(&app, &ui, &viewer, err),
+    // The filter box shows only over rows, filters or a refused query (an
+    // empty list shows its empty state instead): only then are its
+    // reference options (a list query each) worth reading.
+    let shows_filters = !items.is_empty() || filtering || problem.is_some();
+    let filters = if shows_filters {
+        match filter_inputs(&app, &caller, e, &kept).await {
+            Ok(f) => f,
+            Err(err) => return fail(&app, &ui, &viewer, err),
+        }
+    } else {
+        Vec::new()
     };
     let label = entity_plural_label(e);
     let data = json!({
