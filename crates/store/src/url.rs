@@ -30,8 +30,13 @@ impl DatabaseUrl {
             DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
             DatabaseUrl::Postgres(s) => {
                 let rest = s.split_once("://").map_or("", |(_, r)| r);
+                // The query may hold `password=`: only sslmode is shown.
+                let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
                 let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-                format!("postgres://{host}")
+                match query.split('&').find(|p| p.starts_with("sslmode=")) {
+                    Some(mode) => format!("postgres://{host}?{mode}"),
+                    None => format!("postgres://{host}"),
+                }
             }
         }
     }
@@ -47,6 +52,8 @@ mod tests {
         let pg = DatabaseUrl::parse("postgres://u:secret@localhost:5432/app").unwrap();
         assert_eq!(pg.redacted(), "postgres://localhost:5432/app");
         assert!(!pg.redacted().contains("secret"));
+        let pg = DatabaseUrl::parse("postgres://u@db:5432/app?password=secret&sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(pg.redacted(), "postgres://db:5432/app?sslmode=verify-full");
         assert!(DatabaseUrl::parse("mysql://x").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
     }

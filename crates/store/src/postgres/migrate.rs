@@ -239,7 +239,7 @@ impl PgDb {
         }
         let file = open.open(&path).map_err(|e| StoreError::Unavailable(format!("cannot create backup {}: {e}", path.display())))?;
         let mut cmd = std::process::Command::new("pg_dump");
-        cmd.arg("--no-password").arg("--format=plain").arg(format!("--dbname={}", conninfo(&self.config)));
+        cmd.arg("--no-password").arg("--format=plain").arg(format!("--dbname={}", conninfo(&self.config, &self.tls)));
         cmd.stdin(std::process::Stdio::null()).stdout(file).stderr(std::process::Stdio::piped());
         cmd.env_remove("PGPASSWORD");
         if let Some(password) = self.config.get_password() {
@@ -276,7 +276,7 @@ impl PgDb {
 
 /// The connection as a libpq keyword/value string without the password,
 /// quoted so that no value can add a keyword of its own.
-fn conninfo(config: &tokio_postgres::Config) -> String {
+fn conninfo(config: &tokio_postgres::Config, tls: &super::tls::TlsSettings) -> String {
     fn quote(v: &str) -> String {
         format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
     }
@@ -303,13 +303,9 @@ fn conninfo(config: &tokio_postgres::Config) -> String {
     if let Some(db) = config.get_dbname() {
         parts.push(format!("dbname={}", quote(db)));
     }
-    let sslmode = match config.get_ssl_mode() {
-        tokio_postgres::config::SslMode::Disable => Some("disable"),
-        tokio_postgres::config::SslMode::Require => Some("require"),
-        _ => None,
-    };
-    if let Some(mode) = sslmode {
-        parts.push(format!("sslmode={mode}"));
+    parts.push(format!("sslmode={}", tls.mode.as_str()));
+    if let Some(root) = &tls.root_cert {
+        parts.push(format!("sslrootcert={}", quote(&root.to_string_lossy())));
     }
     parts.join(" ")
 }

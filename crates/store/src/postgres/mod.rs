@@ -6,13 +6,13 @@ pub mod auth;
 mod ddl;
 mod migrate;
 pub mod records;
+pub mod tls;
 
 use crate::migrate::MigrationRecord;
 use crate::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 pub use ddl::ident;
 
@@ -25,6 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PgDb {
     pool: Pool,
     config: Arc<tokio_postgres::Config>,
+    tls: Arc<tls::TlsSettings>,
 }
 
 impl std::fmt::Debug for PgDb {
@@ -35,11 +36,12 @@ impl std::fmt::Debug for PgDb {
 }
 
 impl PgDb {
-    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) and
-    /// makes sure the migration history table exists.
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, with
+    /// libpq's `sslmode` and `sslrootcert`; see [`tls`]) and makes sure the
+    /// migration history table exists.
     pub async fn open(url: &str) -> Result<PgDb, StoreError> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| StoreError::Config(format!("invalid PostgreSQL URL: {}", pg_error_text(&e))))?;
+        let (mut config, tls_settings) = tls::parse_url(url)?;
+        let connector = tls::PgTls::new(&tls_settings)?;
         let options = match config.get_options() {
             Some(o) if !o.trim().is_empty() => format!("{o} -c TimeZone=UTC"),
             _ => "-c TimeZone=UTC".to_string(),
@@ -51,7 +53,7 @@ impl PgDb {
         // Verified: a round trip per checkout, so that a connection the
         // server has ended (restart, failover, a killed session) is replaced
         // instead of failing the next query.
-        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        let manager = Manager::from_config(config.clone(), connector, ManagerConfig { recycling_method: RecyclingMethod::Verified });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -59,7 +61,7 @@ impl PgDb {
             .wait_timeout(Some(Duration::from_secs(30)))
             .build()
             .map_err(|e| StoreError::Config(format!("cannot create the PostgreSQL pool: {e}")))?;
-        let db = PgDb { pool, config: Arc::new(config) };
+        let db = PgDb { pool, config: Arc::new(config), tls: Arc::new(tls_settings) };
         let mut client = db.client().await?;
         migrate::ensure_history(&mut client).await?;
         Ok(db)
@@ -72,7 +74,15 @@ impl PgDb {
                 deadpool_postgres::PoolError::Backend(b) => pg_error_text(b),
                 other => other.to_string(),
             };
-            StoreError::Unavailable(format!("cannot connect to PostgreSQL{}: {detail}", self.where_text()))
+            let hint = if detail.contains("invalid peer certificate") {
+                match self.tls.mode {
+                    tls::SslMode::VerifyFull => " (sslmode=verify-full: the certificate must be signed by a CA in sslrootcert and name the host in the URL)",
+                    _ => " (the certificate must be signed by a CA in sslrootcert, by default the system's CAs)",
+                }
+            } else {
+                ""
+            };
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL{}: {detail}{hint}", self.where_text()))
         })
     }
 
