@@ -116,7 +116,7 @@ pub fn spec_hash(source: &str) -> String {
 }
 
 pub use records::{Caller, Filter, FilterOp, ListQuery, Page, Record, SortKey, WriteError};
-pub use sqlite::idempotency::Claim as IdempotencyClaim;
+pub use sqlite::idempotency::{Claim as IdempotencyClaim, LEASE_MS as IDEMPOTENCY_LEASE_MS};
 
 /// Record access for one app model: every read and write checked by the
 /// model's permission rules, in SQL.

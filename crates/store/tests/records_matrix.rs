@@ -368,6 +368,29 @@ fn idempotency_claims_behave_alike() {
             IdempotencyClaim::New,
             "{backend:?}: kept 24 h"
         );
+        // A claim whose process died holds its key for the lease only.
+        assert_eq!(f.run(r.idempotency_claim("user:w", "k2", "h1", now)).unwrap(), IdempotencyClaim::New);
+        let lease = IDEMPOTENCY_LEASE_MS;
+        assert_eq!(
+            f.run(r.idempotency_claim("user:w", "k2", "h1", now + lease)).unwrap(),
+            IdempotencyClaim::InFlight,
+            "{backend:?}: within the lease"
+        );
+        assert_eq!(
+            f.run(r.idempotency_claim("user:w", "k2", "h2", now + lease + 1)).unwrap(),
+            IdempotencyClaim::Mismatch,
+            "{backend:?}: another request never takes a claim over"
+        );
+        assert_eq!(
+            f.run(r.idempotency_claim("user:w", "k2", "h1", now + lease + 1)).unwrap(),
+            IdempotencyClaim::New,
+            "{backend:?}: past the lease the same request takes the claim over"
+        );
+        assert_eq!(
+            f.run(r.idempotency_claim("user:w", "k2", "h1", now + lease + 2)).unwrap(),
+            IdempotencyClaim::InFlight,
+            "{backend:?}: and holds it anew"
+        );
         f.run(r.idempotency_abandon("user:u", "k1")).unwrap();
         assert_eq!(
             f.run(r.idempotency_claim("user:u", "k1", "h9", now + day + 2)).unwrap(),

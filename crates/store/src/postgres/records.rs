@@ -15,7 +15,7 @@
 
 use super::PgDb;
 use crate::records::*;
-use crate::sqlite::idempotency::{Claim, KEEP_MS};
+use crate::sqlite::idempotency::{Claim, KEEP_MS, LEASE_MS};
 use crate::StoreError;
 use charter_model::{Action, AppModel, Builtin, EntityId, Expr, FieldId, FieldType};
 use charter_schema::{ColumnType, DbValue};
@@ -310,12 +310,24 @@ impl PgRecords {
         let claim = if inserted == 1 {
             Claim::New
         } else {
+            // FOR UPDATE: two retries of an abandoned claim take it over once.
             let row = tx
-                .query_one(&format!("SELECT request_hash, response FROM \"{IDEMPOTENCY}\" WHERE scope = $1 AND key = $2"), &[&scope, &key])
+                .query_one(
+                    &format!("SELECT request_hash, response, created_at FROM \"{IDEMPOTENCY}\" WHERE scope = $1 AND key = $2 FOR UPDATE"),
+                    &[&scope, &key],
+                )
                 .await?;
-            let (h, response): (String, Option<String>) = (row.get(0), row.get(1));
+            let (h, response, claimed_at): (String, Option<String>, i64) = (row.get(0), row.get(1), row.get(2));
             match response {
                 _ if h != hash => Claim::Mismatch,
+                None if claimed_at < now_ms - LEASE_MS => {
+                    tx.execute(
+                        &format!("UPDATE \"{IDEMPOTENCY}\" SET created_at = $3 WHERE scope = $1 AND key = $2"),
+                        &[&scope, &key, &now_ms],
+                    )
+                    .await?;
+                    Claim::New
+                }
                 None => Claim::InFlight,
                 Some(r) => Claim::Done(r),
             }

@@ -18,6 +18,13 @@ pub(crate) const TABLE: &str = "_charter_idempotency";
 /// How long a key is remembered.
 pub const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// How long a claim without an answer holds its key. A request that claimed
+/// a key either stores its answer or releases the claim; only a process
+/// that died in between leaves one behind. No create takes minutes, so
+/// after this a retry with the same request takes the claim over instead
+/// of being told "in flight" until the key expires.
+pub const LEASE_MS: i64 = 5 * 60 * 1000;
+
 /// What claiming a key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -28,7 +35,8 @@ pub enum Claim {
     Done(String),
     /// The key was used with a different request.
     Mismatch,
-    /// A request with this key is still running.
+    /// A request with this key is still running (claimed less than
+    /// [`LEASE_MS`] ago).
     InFlight,
 }
 
@@ -49,14 +57,19 @@ pub fn ensure_table(conn: &Connection) -> Result<(), StoreError> {
 
 fn claim_on(conn: &Connection, scope: &str, key: &str, hash: &str, now_ms: i64) -> Result<Claim, StoreError> {
     conn.prepare_cached(&format!("DELETE FROM \"{TABLE}\" WHERE created_at < ?1"))?.execute([now_ms - KEEP_MS])?;
-    let existing: Option<(String, Option<String>)> = conn
-        .prepare_cached(&format!("SELECT request_hash, response FROM \"{TABLE}\" WHERE scope = ?1 AND key = ?2"))?
-        .query_row(rusqlite::params![scope, key], |r| Ok((r.get(0)?, r.get(1)?)))
+    let existing: Option<(String, Option<String>, i64)> = conn
+        .prepare_cached(&format!("SELECT request_hash, response, created_at FROM \"{TABLE}\" WHERE scope = ?1 AND key = ?2"))?
+        .query_row(rusqlite::params![scope, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     Ok(match existing {
-        Some((h, _)) if h != hash => Claim::Mismatch,
-        Some((_, None)) => Claim::InFlight,
-        Some((_, Some(response))) => Claim::Done(response),
+        Some((h, _, _)) if h != hash => Claim::Mismatch,
+        Some((_, None, claimed_at)) if claimed_at < now_ms - LEASE_MS => {
+            conn.prepare_cached(&format!("UPDATE \"{TABLE}\" SET created_at = ?3 WHERE scope = ?1 AND key = ?2"))?
+                .execute(rusqlite::params![scope, key, now_ms])?;
+            Claim::New
+        }
+        Some((_, None, _)) => Claim::InFlight,
+        Some((_, Some(response), _)) => Claim::Done(response),
         None => {
             conn.prepare_cached(&format!("INSERT INTO \"{TABLE}\" (scope, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4)"))?
                 .execute(rusqlite::params![scope, key, hash, now_ms])?;
