@@ -93,12 +93,23 @@ fn the_probe_proves_every_cell_of_every_example() {
     }
 }
 
+/// The test server's URL through `localhost` over verified TLS: the name
+/// its certificate carries, and the CA `./scripts/test` made for it.
+fn postgres_verified_tls_url() -> String {
+    let ca = std::env::var("CHARTER_TEST_POSTGRES_TLS_CA").ok().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| {
+        panic!("CHARTER_TEST_POSTGRES_TLS_CA is not set: run ./scripts/test, which starts PostgreSQL with TLS")
+    });
+    let url = postgres_url().replacen("@127.0.0.1:", "@localhost:", 1);
+    assert!(url.contains("@localhost:") && !url.contains('?'), "expected the URL ./scripts/test sets, got {url}");
+    format!("{url}?sslmode=verify-full&sslrootcert={ca}")
+}
+
 #[test]
 fn the_probe_proves_every_cell_of_every_example_on_postgres() {
     for spec in examples() {
         let out = Command::new(env!("CARGO_BIN_EXE_charter"))
             .args(["audit", spec.to_str().unwrap(), "--probe"])
-            .env("CHARTER_DATABASE_URL", postgres_url())
+            .env("CHARTER_DATABASE_URL", postgres_verified_tls_url())
             .output()
             .expect("charter runs");
         let stdout = String::from_utf8_lossy(&out.stdout);

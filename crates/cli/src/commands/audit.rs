@@ -218,37 +218,40 @@ type Rows = HashMap<EntityId, Vec<Record>>;
 /// database on the PostgreSQL server at `postgres` (dropped afterwards).
 struct Scratch {
     _dir: tempfile::TempDir,
-    postgres: Option<(tokio_postgres::Client, String)>,
+    postgres: Option<charter_store::postgres::ScratchDatabase>,
 }
 
 impl Scratch {
     async fn open(model: &AppModel, postgres: Option<String>) -> Result<(Scratch, Database), String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let Some(admin_url) = postgres else {
+        let Some(server_url) = postgres else {
             let db = SqliteDb::open(&dir.path().join("app.db"), false).map_err(|e| e.to_string())?;
             db.migrate(model, MigrateOptions::default()).map_err(|e| e.to_string())?;
             return Ok((Scratch { _dir: dir, postgres: None }, Database::Sqlite(db)));
         };
-        let (admin, connection) =
-            tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await.map_err(|e| format!("PostgreSQL: {e}"))?;
-        tokio::spawn(connection);
-        let name = format!("charter_audit_{}", charter_store::sqlite::records::new_id());
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .map_err(|e| format!("creating the scratch database (the role needs CREATEDB): {e}"))?;
-        let base = admin_url.split('?').next().unwrap_or(&admin_url);
-        let cut = base.rfind('/').filter(|i| *i > base.find("://").map_or(0, |s| s + 2)).unwrap_or(base.len());
-        let url = charter_store::DatabaseUrl::parse(&format!("{}/{name}", &base[..cut])).map_err(|e| e.to_string())?;
-        let scratch = Scratch { _dir: dir, postgres: Some((admin, name)) };
-        let db = Database::open(&charter_store::StoreConfig { url, synchronous_full: false }).await.map_err(|e| e.to_string())?;
-        db.migrate(model, MigrateOptions::default()).await.map_err(|e| e.to_string())?;
+        let scratch_db = charter_store::postgres::ScratchDatabase::create(&server_url).await.map_err(|e| e.to_string())?;
+        let url = charter_store::DatabaseUrl::parse(&scratch_db.url).map_err(|e| e.to_string())?;
+        let scratch = Scratch { _dir: dir, postgres: Some(scratch_db) };
+        let db = match Database::open(&charter_store::StoreConfig { url, synchronous_full: false }).await {
+            Ok(db) => db,
+            Err(e) => {
+                scratch.close().await;
+                return Err(e.to_string());
+            }
+        };
+        if let Err(e) = db.migrate(model, MigrateOptions::default()).await {
+            drop(db);
+            scratch.close().await;
+            return Err(e.to_string());
+        }
         Ok((scratch, db))
     }
 
     async fn close(self) {
-        if let Some((admin, name)) = self.postgres {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+        if let Some(db) = self.postgres {
+            if let Err(e) = db.drop_now().await {
+                eprintln!("warning: {e}");
+            }
         }
     }
 }

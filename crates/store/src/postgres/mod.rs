@@ -108,6 +108,46 @@ impl PgDb {
     }
 }
 
+/// A throwaway database on the server of `url`, for `charter audit
+/// --probe`: a new database with a unique name, dropped by [`Self::drop_now`].
+pub struct ScratchDatabase {
+    admin: tokio_postgres::Client,
+    name: String,
+    /// `url` with its database replaced by the scratch one (TLS settings kept).
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    pub async fn create(url: &str) -> Result<ScratchDatabase, StoreError> {
+        let (config, settings) = tls::parse_url(url)?;
+        let (admin, connection) = config
+            .connect(tls::PgTls::new(&settings)?)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", pg_error_text(&e))))?;
+        tokio::spawn(connection);
+        let name = format!("charter_scratch_{}", crate::sqlite::records::new_id());
+        admin.batch_execute(&format!("CREATE DATABASE {}", ident(&name))).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot create a scratch database (the role needs CREATEDB): {}", pg_error_text(&e)))
+        })?;
+        let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+        let authority = base.find("://").map_or(0, |i| i + 3);
+        let cut = base[authority..].find('/').map_or(base.len(), |i| authority + i);
+        let url = match query {
+            Some(q) => format!("{}/{name}?{q}", &base[..cut]),
+            None => format!("{}/{name}", &base[..cut]),
+        };
+        Ok(ScratchDatabase { admin, name, url })
+    }
+
+    /// Drops the database, ending any session still on it.
+    pub async fn drop_now(self) -> Result<(), StoreError> {
+        self.admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&self.name)))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot drop the scratch database {}: {}", self.name, pg_error_text(&e))))
+    }
+}
+
 /// tokio-postgres's `Display` says only "db error"; the server's message
 /// (and its detail) is in the source.
 pub(crate) fn pg_error_text(e: &tokio_postgres::Error) -> String {
