@@ -96,9 +96,10 @@ fn the_probe_proves_every_cell_of_every_example() {
 /// The test server's URL through `localhost` over verified TLS: the name
 /// its certificate carries, and the CA `./scripts/test` made for it.
 fn postgres_verified_tls_url() -> String {
-    let ca = std::env::var("CHARTER_TEST_POSTGRES_TLS_CA").ok().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| {
-        panic!("CHARTER_TEST_POSTGRES_TLS_CA is not set: run ./scripts/test, which starts PostgreSQL with TLS")
-    });
+    let ca = std::env::var("CHARTER_TEST_POSTGRES_TLS_CA")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or_else(|| panic!("CHARTER_TEST_POSTGRES_TLS_CA is not set: run ./scripts/test, which starts PostgreSQL with TLS"));
     let url = postgres_url().replacen("@127.0.0.1:", "@localhost:", 1);
     assert!(url.contains("@localhost:") && !url.contains('?'), "expected the URL ./scripts/test sets, got {url}");
     format!("{url}?sslmode=verify-full&sslrootcert={ca}")

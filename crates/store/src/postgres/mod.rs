@@ -76,7 +76,9 @@ impl PgDb {
             };
             let hint = if detail.contains("invalid peer certificate") {
                 match self.tls.mode {
-                    tls::SslMode::VerifyFull => " (sslmode=verify-full: the certificate must be signed by a CA in sslrootcert and name the host in the URL)",
+                    tls::SslMode::VerifyFull => {
+                        " (sslmode=verify-full: the certificate must be signed by a CA in sslrootcert and name the host in the URL)"
+                    }
                     _ => " (the certificate must be signed by a CA in sslrootcert, by default the system's CAs)",
                 }
             } else {

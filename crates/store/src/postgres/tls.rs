@@ -90,8 +90,7 @@ const SYSTEM_BUNDLES: [&str; 4] =
 fn system_bundle() -> Result<PathBuf, StoreError> {
     SYSTEM_BUNDLES.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
         StoreError::Config(
-            "no system CA bundle was found to check the PostgreSQL server's certificate; set sslrootcert=/path/to/ca.pem in the URL"
-                .into(),
+            "no system CA bundle was found to check the PostgreSQL server's certificate; set sslrootcert=/path/to/ca.pem in the URL".into(),
         )
     })
 }
@@ -272,9 +271,9 @@ impl ServerCertVerifier for AnyName {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })) => {
+                Ok(ServerCertVerified::assertion())
+            }
             other => other,
         }
     }
@@ -373,7 +372,8 @@ mod tests {
 
     #[test]
     fn libpq_parameters_are_taken_out_of_the_url() {
-        let (config, tls) = parse_url("postgres://u:p@db.example:5433/app?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca%20x.pem&application_name=a").unwrap();
+        let (config, tls) =
+            parse_url("postgres://u:p@db.example:5433/app?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca%20x.pem&application_name=a").unwrap();
         assert_eq!(tls, TlsSettings { mode: SslMode::VerifyFull, root_cert: Some(PathBuf::from("/tmp/ca x.pem")) });
         assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
         assert_eq!(config.get_application_name(), Some("a"));
