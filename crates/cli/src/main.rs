@@ -108,6 +108,30 @@ enum Command {
         #[arg(long)]
         probe: bool,
     },
+    /// Write a consistent backup of the live database (a running server keeps serving and writing).
+    Backup {
+        /// Where to write it (default: <data>/backups/backup-<time>.db, or .sql on PostgreSQL). Never overwritten.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+    },
+    /// Restore a backup into a scratch database and check it against its manifest; exit 1 on any fault.
+    #[command(name = "verify-backup")]
+    VerifyBackup {
+        path: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+    },
+    /// Verify a backup, then replace the database with it, keeping the database as it was.
+    Restore {
+        path: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Swap under a running server (not supported yet: stop the server first).
+        #[arg(long)]
+        live: bool,
+    },
     /// Rewrite a spec with aligned field tables, keeping all prose.
     Fmt {
         #[arg(default_value = "app.md")]
@@ -190,6 +214,9 @@ fn main() -> ExitCode {
         }
         Command::Mail { spec, data, limit } => commands::admin::mail(&spec, &data, limit),
         Command::Fmt { spec, check } => commands::fmt::run(&spec, check),
+        Command::Backup { to, data } => commands::backup::backup(&data, to.as_deref()),
+        Command::VerifyBackup { path, data } => commands::backup::verify(&data, &path),
+        Command::Restore { path, data, live } => commands::backup::restore(&data, &path, live),
         Command::Openapi { spec } => commands::openapi::run(&spec),
         Command::Audit { spec, format, probe } => commands::audit::run(&spec, format, probe),
         Command::Serve { spec, data, port, bind } => {

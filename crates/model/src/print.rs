@@ -24,7 +24,7 @@ pub fn to_spec(model: &AppModel) -> String {
     let _ = writeln!(out, "- session idle timeout: {}", format_duration(s.session_idle_timeout_secs));
     let _ = writeln!(out, "- password min length: {}", s.password_min_length);
     let window = s.login_attempts.window_secs;
-    let window = if window % 3600 == 0 { format!("{} hours", window / 3600) } else { format!("{} minutes", window / 60) };
+    let window = if window.is_multiple_of(3600) { format!("{} hours", window / 3600) } else { format!("{} minutes", window / 60) };
     let _ = writeln!(out, "- login attempts: {} per {window}", s.login_attempts.count);
     let _ = writeln!(out, "- page size: {}", s.page_size);
     let _ = writeln!(out, "- require if-match: {}\n", if s.require_if_match { "yes" } else { "no" });

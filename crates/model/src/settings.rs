@@ -96,7 +96,7 @@ impl EmailVerification {
 pub fn format_duration(secs: u64) -> String {
     let units = [(WEEK, "week"), (DAY, "day"), (HOUR, "hour"), (MINUTE, "minute")];
     for (size, name) in units {
-        if secs % size == 0 && secs >= size {
+        if secs.is_multiple_of(size) && secs >= size {
             let n = secs / size;
             return format!("{n} {name}{}", if n == 1 { "" } else { "s" });
         }

@@ -244,7 +244,7 @@ fn date(d: &mut Draw) -> String {
 fn decimal_text(hundredths: i64, d: &mut Draw) -> String {
     let sign = if hundredths < 0 { "-" } else { "" };
     let abs = hundredths.unsigned_abs();
-    if abs % 100 == 0 && d.chance(50) {
+    if abs.is_multiple_of(100) && d.chance(50) {
         format!("{sign}{}", abs / 100)
     } else {
         format!("{sign}{}.{:02}", abs / 100, abs % 100)

@@ -15,6 +15,9 @@ pub enum StoreError {
     MigrationFailed(String),
     /// A read ran past the statement timeout and was cancelled.
     Timeout(String),
+    /// A backup or restore that cannot go ahead (a backup that does not
+    /// verify, a database in use); nothing was changed.
+    Refused(String),
     Internal(String),
 }
 
@@ -26,6 +29,7 @@ impl fmt::Display for StoreError {
             StoreError::Drift(m) => write!(f, "the database does not match its migration history: {m}"),
             StoreError::MigrationFailed(m) => write!(f, "migration failed and was rolled back: {m}"),
             StoreError::Timeout(m) => write!(f, "statement timeout: {m}"),
+            StoreError::Refused(m) => write!(f, "{m}"),
             StoreError::Internal(m) => write!(f, "internal database error: {m}"),
         }
     }

@@ -8,6 +8,7 @@
 //! where they are written.
 
 pub mod auth;
+pub mod backup;
 mod convert;
 mod error;
 mod migrate;

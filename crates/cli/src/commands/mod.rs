@@ -1,5 +1,6 @@
 pub mod admin;
 pub mod audit;
+pub mod backup;
 pub mod check;
 pub mod fmt;
 pub mod migrate;

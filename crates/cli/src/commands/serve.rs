@@ -173,6 +173,14 @@ pub fn run(args: Args) -> u8 {
             return exit::USAGE;
         }
     };
+    // Held until the process ends: `charter restore` refuses while it is.
+    let _serving = match super::backup::serve_lock(args.data) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     init_logging(profile, env.get("CHARTER_LOG"));
     let secret = match (env.get("CHARTER_SECRET"), profile) {
         (Some(s), _) => Secret::new(s.as_bytes().to_vec()),

@@ -223,8 +223,7 @@ impl PgDb {
 
     /// `pg_dump` of the whole database to `<dir>/pre-migrate-<stamp>.sql`,
     /// readable by the owner only (it holds password hashes and personal
-    /// data). The password reaches pg_dump through its environment alone:
-    /// never its arguments, which other users can see in `ps`.
+    /// data).
     async fn backup_before_migration(&self, dir: Option<&Path>) -> Result<PathBuf, StoreError> {
         let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("backups"));
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
@@ -238,9 +237,41 @@ impl PgDb {
             open.mode(0o600);
         }
         let file = open.open(&path).map_err(|e| StoreError::Unavailable(format!("cannot create backup {}: {e}", path.display())))?;
-        let mut cmd = std::process::Command::new("pg_dump");
-        cmd.arg("--no-password").arg("--format=plain").arg(format!("--dbname={}", conninfo(&self.config, &self.tls)));
-        cmd.stdin(std::process::Stdio::null()).stdout(file).stderr(std::process::Stdio::piped());
+        match self.pg_dump(&["--format=plain"], file).await {
+            Ok(()) => Ok(path),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(StoreError::Unavailable(format!("{e}; the migration did not start")))
+            }
+        }
+    }
+
+    /// Runs `pg_dump ARGS` on this database, writing to `out`.
+    pub(crate) async fn pg_dump(&self, args: &[&str], out: std::fs::File) -> Result<(), StoreError> {
+        let output = self.client_tool("pg_dump", args, out.into()).await?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(StoreError::Unavailable(format!("pg_dump failed ({}): {}", output.status, stderr.trim())));
+        }
+        Ok(())
+    }
+
+    /// Runs the SQL file at `path` on this database with psql, in one
+    /// transaction, stopping at the first error.
+    pub(crate) async fn psql_file(&self, path: &Path) -> Result<std::process::Output, StoreError> {
+        let path = path.to_string_lossy();
+        self.client_tool("psql", &["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", &path], std::process::Stdio::null())
+            .await
+    }
+
+    /// A PostgreSQL client program on this database. The password reaches
+    /// it through its environment alone: never its arguments, which other
+    /// users can see in `ps`.
+    async fn client_tool(&self, program: &str, args: &[&str], stdout: std::process::Stdio) -> Result<std::process::Output, StoreError> {
+        let mut cmd = std::process::Command::new(program);
+        cmd.arg("--no-password").args(args);
+        cmd.arg(format!("--dbname={}", conninfo(&self.config, &self.tls)));
+        cmd.stdin(std::process::Stdio::null()).stdout(stdout).stderr(std::process::Stdio::piped());
         cmd.env_remove("PGPASSWORD");
         if let Some(password) = self.config.get_password() {
             #[cfg(unix)]
@@ -251,26 +282,13 @@ impl PgDb {
             #[cfg(not(unix))]
             cmd.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
         }
-        let output =
-            tokio::task::spawn_blocking(move || cmd.output()).await.map_err(|e| StoreError::Internal(format!("backup task: {e}")))?;
-        let fail = |msg: String| {
-            let _ = std::fs::remove_file(&path);
-            StoreError::Unavailable(msg)
-        };
-        let output = match output {
-            Ok(o) => o,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(fail(
-                    "pg_dump was not found on PATH; it backs up the database before a destructive migration. Install the PostgreSQL client tools (Debian: postgresql-client) of the server's major version or newer".into(),
-                ))
-            }
-            Err(e) => return Err(fail(format!("cannot run pg_dump: {e}"))),
-        };
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(fail(format!("pg_dump failed ({}), so the migration did not start: {}", output.status, stderr.trim())));
+        match tokio::task::spawn_blocking(move || cmd.output()).await.map_err(|e| StoreError::Internal(format!("{program} task: {e}")))? {
+            Ok(o) => Ok(o),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Unavailable(format!(
+                "{program} was not found on PATH. Install the PostgreSQL client tools (Debian: postgresql-client) of the server's major version or newer"
+            ))),
+            Err(e) => Err(StoreError::Unavailable(format!("cannot run a PostgreSQL client tool: {e}"))),
         }
-        Ok(path)
     }
 }
 

@@ -40,6 +40,16 @@ impl PgDb {
     /// libpq's `sslmode` and `sslrootcert`; see [`tls`]) and makes sure the
     /// migration history table exists.
     pub async fn open(url: &str) -> Result<PgDb, StoreError> {
+        let db = Self::connect(url).await?;
+        let mut client = db.client().await?;
+        migrate::ensure_history(&mut client).await?;
+        drop(client);
+        Ok(db)
+    }
+
+    /// The pool alone: the database is left as it is (a restore loads a
+    /// dump into an empty one).
+    pub(crate) async fn connect(url: &str) -> Result<PgDb, StoreError> {
         let (mut config, tls_settings) = tls::parse_url(url)?;
         let connector = tls::PgTls::new(&tls_settings)?;
         let options = match config.get_options() {
@@ -62,8 +72,8 @@ impl PgDb {
             .build()
             .map_err(|e| StoreError::Config(format!("cannot create the PostgreSQL pool: {e}")))?;
         let db = PgDb { pool, config: Arc::new(config), tls: Arc::new(tls_settings) };
-        let mut client = db.client().await?;
-        migrate::ensure_history(&mut client).await?;
+        // Connect now, so a bad URL or password is reported here.
+        drop(db.client().await?);
         Ok(db)
     }
 
@@ -141,6 +151,34 @@ impl ScratchDatabase {
         Ok(ScratchDatabase { admin, name, url })
     }
 
+    /// Makes this database the one `url` names: that database is renamed
+    /// to `<name>_<suffix>` and kept; returns its new name (empty when there
+    /// was none). Refused while anyone is connected to it. On failure the
+    /// scratch database is dropped and the named one is left as it was.
+    pub async fn swap_into(self, url: &str, suffix: &str) -> Result<String, StoreError> {
+        let (config, settings) = tls::parse_url(url)?;
+        let Some(target) = config.get_dbname().map(str::to_string) else {
+            return Err(StoreError::Config("the PostgreSQL URL names no database to restore into".into()));
+        };
+        // From another database: one cannot rename the database one is on,
+        // and this scratch database's own session is on the target.
+        let mut maintenance = config.clone();
+        maintenance.dbname("postgres");
+        let (admin, connection) = maintenance.connect(tls::PgTls::new(&settings)?).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to the `postgres` database to swap databases: {}", pg_error_text(&e)))
+        })?;
+        tokio::spawn(connection);
+        let own: i32 = self.admin.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        drop(self.admin);
+        admin.execute("SELECT pg_terminate_backend($1)", &[&own]).await?;
+        let scratch = self.name;
+        let result = swap(&admin, &target, &scratch, suffix).await;
+        if result.is_err() {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&scratch))).await;
+        }
+        result
+    }
+
     /// Drops the database, ending any session still on it.
     pub async fn drop_now(self) -> Result<(), StoreError> {
         self.admin
@@ -148,6 +186,38 @@ impl ScratchDatabase {
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot drop the scratch database {}: {}", self.name, pg_error_text(&e))))
     }
+}
+
+async fn swap(admin: &tokio_postgres::Client, target: &str, scratch: &str, suffix: &str) -> Result<String, StoreError> {
+    let others: i64 =
+        admin.query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&target]).await?.get(0);
+    if others > 0 {
+        return Err(StoreError::Refused(format!(
+            "{others} session(s) are connected to database {target}: a server is running on it; stop it, then restore"
+        )));
+    }
+    let mut previous = format!("{target}_{suffix}");
+    while previous.len() > 63 {
+        previous.remove(0);
+    }
+    let exists: bool = admin.query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&target]).await?.get(0);
+    if exists {
+        admin.batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", ident(target), ident(&previous))).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot rename database {target} (the role must own it): {}", pg_error_text(&e)))
+        })?;
+    }
+    let renamed = async {
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&scratch]).await?;
+        admin.batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", ident(scratch), ident(target))).await
+    }
+    .await;
+    if let Err(e) = renamed {
+        if exists {
+            let _ = admin.batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", ident(&previous), ident(target))).await;
+        }
+        return Err(StoreError::Unavailable(format!("cannot rename the restored database: {}", pg_error_text(&e))));
+    }
+    Ok(if exists { previous } else { String::new() })
 }
 
 /// tokio-postgres's `Display` says only "db error"; the server's message
