@@ -108,6 +108,18 @@ enum Command {
         #[arg(long)]
         probe: bool,
     },
+    /// The production-readiness scorecard of this configuration (and, with --url, of a running instance); exit 1 on any failure.
+    Doctor {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// A running instance to check from outside, e.g. https://app.example.com
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Write a consistent backup of the live database (a running server keeps serving and writing).
     Backup {
         /// Where to write it (default: <data>/backups/backup-<time>.db, or .sql on PostgreSQL). Never overwritten.
@@ -214,6 +226,9 @@ fn main() -> ExitCode {
         }
         Command::Mail { spec, data, limit } => commands::admin::mail(&spec, &data, limit),
         Command::Fmt { spec, check } => commands::fmt::run(&spec, check),
+        Command::Doctor { spec, data, url, format } => {
+            commands::doctor::run(commands::doctor::Args { spec: &spec, data: &data, url: url.as_deref(), format })
+        }
         Command::Backup { to, data } => commands::backup::backup(&data, to.as_deref()),
         Command::VerifyBackup { path, data } => commands::backup::verify(&data, &path),
         Command::Restore { path, data, live } => commands::backup::restore(&data, &path, live),

@@ -21,28 +21,53 @@ const EXAMPLE_SECRET: &str = "change-me";
 
 /// Reasons prod refuses to start, each with its fix.
 fn prod_refusals(env: &Env) -> Vec<String> {
-    let mut out = Vec::new();
+    [secret_problem(env), tls_problem(env), smtp_problem(env)].into_iter().flatten().map(|(what, fix)| format!("{what}: {fix}")).collect()
+}
+
+/// What is wrong for prod, and its fix.
+pub type Problem = Option<(String, String)>;
+
+fn problem(what: impl Into<String>, fix: impl Into<String>) -> Problem {
+    Some((what.into(), fix.into()))
+}
+
+/// What is wrong with `CHARTER_SECRET` for prod.
+pub fn secret_problem(env: &Env) -> Problem {
+    const GENERATE: &str = "set it to at least 32 random bytes (e.g. `openssl rand -base64 48`)";
     match env.get("CHARTER_SECRET") {
-        None => out.push("CHARTER_SECRET is not set: set it to at least 32 random bytes (e.g. `openssl rand -base64 48`)".to_string()),
-        Some(s) if s == EXAMPLE_SECRET || s.starts_with("dev-secret") => {
-            out.push("CHARTER_SECRET is the example value: generate a real one (e.g. `openssl rand -base64 48`)".to_string())
-        }
-        Some(s) if s.len() < 32 => out.push(format!("CHARTER_SECRET is {} bytes long: it needs at least 32", s.len())),
-        Some(_) => {}
+        None => problem("CHARTER_SECRET is not set", GENERATE),
+        Some(s) if s == EXAMPLE_SECRET || s.starts_with("dev-secret") => problem("CHARTER_SECRET is the example value", GENERATE),
+        Some(s) if s.len() < 32 => problem(format!("CHARTER_SECRET is {} bytes long", s.len()), GENERATE),
+        Some(_) => None,
     }
+}
+
+/// Why users would reach prod without TLS.
+pub fn tls_problem(env: &Env) -> Problem {
     if env.get("CHARTER_TLS_CERT").is_some() || env.get("CHARTER_TLS_KEY").is_some() {
-        out.push("CHARTER_TLS_CERT/CHARTER_TLS_KEY: serving TLS directly is not built yet; put a TLS proxy in front and set CHARTER_TRUSTED_PROXIES".to_string());
+        problem(
+            "CHARTER_TLS_CERT/CHARTER_TLS_KEY: serving TLS directly is not built yet",
+            "put a TLS proxy in front and set CHARTER_TRUSTED_PROXIES",
+        )
     } else if trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES")).map_or(true, |p| p.is_empty()) {
-        out.push("no TLS: set CHARTER_TRUSTED_PROXIES to the address of the TLS proxy in front of charter (e.g. 127.0.0.1/32)".to_string());
-    }
-    if let Some(url) = env.get("CHARTER_SMTP_URL") {
-        if !smtp_is_private(url) {
-            out.push("CHARTER_SMTP_URL sends mail in clear text to another machine: use smtps:// or add ?tls=required".to_string());
-        }
+        problem("no TLS", "set CHARTER_TRUSTED_PROXIES to the address of the TLS proxy in front of charter (e.g. 127.0.0.1/32)")
     } else {
-        out.push("CHARTER_SMTP_URL is not set: verification and password-reset mail need an SMTP server (smtp:// or smtps://)".to_string());
+        None
     }
-    out
+}
+
+/// Why prod could not send its mail safely.
+pub fn smtp_problem(env: &Env) -> Problem {
+    match env.get("CHARTER_SMTP_URL") {
+        Some(url) if !smtp_is_private(url) => {
+            problem("CHARTER_SMTP_URL sends mail in clear text to another machine", "use smtps:// or add ?tls=required")
+        }
+        Some(_) => None,
+        None => problem(
+            "CHARTER_SMTP_URL is not set, and verification and password-reset mail need an SMTP server",
+            "set CHARTER_SMTP_URL (smtp:// or smtps://)",
+        ),
+    }
 }
 
 /// Whether mail to this SMTP URL is protected: TLS (`smtps://`,

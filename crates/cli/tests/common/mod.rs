@@ -61,13 +61,19 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `charter serve` in dev on a free port, ready.
 pub fn serve(dir: &Path) -> Server {
+    serve_with(dir, &[("CHARTER_ENV", "dev")])
+}
+
+/// `charter serve` with `env` (over the folder's `.env`) on a free port, ready.
+pub fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let log = dir.join("serve.log");
     let file = std::fs::File::create(&log).unwrap();
     let child = command(dir)
         .args(["serve", "--port", &port.to_string()])
-        .env("CHARTER_ENV", "dev")
+        .envs(env.iter().copied())
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()
