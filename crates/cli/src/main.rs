@@ -73,6 +73,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         bind: String,
     },
+    /// `serve` with the dev profile, reloaded on every save of the spec; its problems show in the terminal and the browser.
+    Dev {
+        #[arg(default_value = "app.md")]
+        spec: PathBuf,
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+    },
     /// Manage users: `charter user create --email E [--role R] [--password-stdin]`.
     User {
         #[command(subcommand)]
@@ -234,6 +245,7 @@ fn main() -> ExitCode {
         Command::Restore { path, data, live } => commands::backup::restore(&data, &path, live),
         Command::Openapi { spec } => commands::openapi::run(&spec),
         Command::Audit { spec, format, probe } => commands::audit::run(&spec, format, probe),
+        Command::Dev { spec, data, port, bind } => commands::dev::run(commands::dev::Args { spec: &spec, data: &data, port, bind: &bind }),
         Command::Serve { spec, data, port, bind } => {
             commands::serve::run(commands::serve::Args { spec: &spec, data: &data, port, bind: &bind })
         }

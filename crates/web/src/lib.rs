@@ -5,6 +5,7 @@
 pub mod api;
 mod auth;
 mod caller;
+pub mod dev;
 mod json;
 mod middleware;
 mod ops;
@@ -76,17 +77,23 @@ pub async fn serve_wrapped(
     outer: impl FnOnce(Router) -> Router,
 ) -> std::io::Result<()> {
     let router = outer(router(app.clone()));
-    background(app);
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
+    let tasks = background(app);
+    let served =
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
+    // The app ends with its server (`charter dev` starts a new one on reload).
+    for task in tasks {
+        task.abort();
+    }
+    served
 }
 
 /// Work that runs beside the server: warming the dummy password hash (so
 /// the first unknown-email login costs what the rest do) and purging
 /// expired sessions and tokens every hour.
-fn background(app: SharedApp) {
+fn background(app: SharedApp) -> [tokio::task::JoinHandle<()>; 2] {
     let warm = app.clone();
-    tokio::spawn(async move { warm.hasher_warm_up().await });
-    tokio::spawn(async move {
+    let warming = tokio::spawn(async move { warm.hasher_warm_up().await });
+    let purging = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
@@ -95,6 +102,7 @@ fn background(app: SharedApp) {
             }
         }
     });
+    [warming, purging]
 }
 
 /// Resolves on SIGTERM or SIGINT.

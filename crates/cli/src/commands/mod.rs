@@ -2,6 +2,7 @@ pub mod admin;
 pub mod audit;
 pub mod backup;
 pub mod check;
+pub mod dev;
 pub mod doctor;
 pub mod fmt;
 pub mod migrate;

@@ -142,7 +142,7 @@ pub fn statement_timeout(value: Option<&str>) -> Result<std::time::Duration, Str
     }
 }
 
-fn init_logging(profile: Profile, filter: Option<&str>) {
+pub fn init_logging(profile: Profile, filter: Option<&str>) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info")).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
