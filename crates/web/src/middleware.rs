@@ -127,6 +127,11 @@ async fn around(State(app): State<SharedApp>, mut req: Request, next: Next) -> R
     let headers = res.headers_mut();
     headers.insert(X_REQUEST_ID.clone(), HeaderValue::from_str(&id).expect("validated id"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // Users reach the app over HTTPS (its public URL says so; prod refuses to
+    // start without TLS in front): browsers must never fall back to HTTP.
+    if app.config.secure_cookies {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
     if is_api || (error && !ui_page) || path == "/healthz" || path == "/readyz" {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -14,6 +14,22 @@ async fn health_and_readiness() {
 }
 
 #[tokio::test]
+async fn hsts_is_sent_when_users_reach_the_app_over_https() {
+    let plain = spawn_app(SPEC).await;
+    let r = plain.client.get(plain.at("/healthz")).send().await.unwrap();
+    assert!(r.headers().get("strict-transport-security").is_none(), "not over plain HTTP");
+    let https = charter_testkit::spawn_app_with(SPEC, |c| {
+        c.public_url = "https://tasks.example.com".into();
+        c.secure_cookies = true;
+    })
+    .await;
+    for path in ["/healthz", "/api/nothing-here", "/login"] {
+        let r = https.client.get(https.at(path)).send().await.unwrap();
+        assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains", "{path}");
+    }
+}
+
+#[tokio::test]
 async fn errors_are_problem_json_with_the_request_id() {
     let app = spawn_app(SPEC).await;
     let r = app.client.get(app.at("/api/nothing-here")).header("x-request-id", "abc-123.X_y").send().await.unwrap();
