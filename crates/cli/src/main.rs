@@ -63,27 +63,9 @@ enum Command {
         format: Format,
     },
     /// Migrate if the plan is safe, then serve the API and operations endpoints.
-    Serve {
-        #[arg(default_value = "app.md")]
-        spec: PathBuf,
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: String,
-    },
+    Serve(ServeFlags),
     /// `serve` with the dev profile, reloaded on every save of the spec; its problems show in the terminal and the browser.
-    Dev {
-        #[arg(default_value = "app.md")]
-        spec: PathBuf,
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        #[arg(long, default_value = "127.0.0.1")]
-        bind: String,
-    },
+    Dev(ServeFlags),
     /// Manage users: `charter user create --email E [--role R] [--password-stdin]`.
     User {
         #[command(subcommand)]
@@ -163,6 +145,19 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+}
+
+/// What `serve` and `dev` take.
+#[derive(clap::Args)]
+struct ServeFlags {
+    #[arg(default_value = "app.md")]
+    spec: PathBuf,
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
 }
 
 #[derive(Subcommand)]
@@ -245,10 +240,8 @@ fn main() -> ExitCode {
         Command::Restore { path, data, live } => commands::backup::restore(&data, &path, live),
         Command::Openapi { spec } => commands::openapi::run(&spec),
         Command::Audit { spec, format, probe } => commands::audit::run(&spec, format, probe),
-        Command::Dev { spec, data, port, bind } => commands::dev::run(commands::dev::Args { spec: &spec, data: &data, port, bind: &bind }),
-        Command::Serve { spec, data, port, bind } => {
-            commands::serve::run(commands::serve::Args { spec: &spec, data: &data, port, bind: &bind })
-        }
+        Command::Dev(f) => commands::dev::run(commands::serve::Args { spec: &f.spec, data: &f.data, port: f.port, bind: &f.bind }),
+        Command::Serve(f) => commands::serve::run(commands::serve::Args { spec: &f.spec, data: &f.data, port: f.port, bind: &f.bind }),
         Command::Plan { spec, data, format } => {
             commands::migrate::run(commands::migrate::Args { spec: &spec, data: &data, allow_destructive: false, dry_run: true, format })
         }

@@ -22,24 +22,25 @@ fn lock_file(data: &Path) -> Result<File, String> {
         .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
-/// Held by `serve` for as long as it runs.
-pub fn serve_lock(data: &Path) -> Result<File, String> {
-    let file = lock_file(data)?;
-    match file.try_lock_shared() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(format!("a restore is running on {}; start the server when it has finished", data.display()))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", data.join(LOCK_FILE).display())),
-    }
+/// Held by `serve` and `dev` for as long as they run; a refusal is printed.
+pub fn serve_lock(data: &Path) -> Result<File, u8> {
+    take_lock(data, false).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })
 }
 
-fn exclusive_lock(data: &Path) -> Result<File, String> {
+/// The lock file, shared (serve) or exclusive (restore), or why not.
+fn take_lock(data: &Path, exclusive: bool) -> Result<File, String> {
     let file = lock_file(data)?;
-    match file.try_lock() {
+    let taken = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+    match taken {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
+        Err(std::fs::TryLockError::WouldBlock) if exclusive => {
             Err(format!("a charter server is running on {} (or another restore is): stop it, then restore", data.display()))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(format!("a restore is running on {}; start the server when it has finished", data.display()))
         }
         Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", data.join(LOCK_FILE).display())),
     }
@@ -141,7 +142,7 @@ pub fn restore(data: &Path, path: &Path, live: bool) -> u8 {
             return exit::USAGE;
         }
     };
-    let _lock = match exclusive_lock(data) {
+    let _lock = match take_lock(data, true) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");

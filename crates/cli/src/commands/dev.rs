@@ -15,12 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub struct Args<'a> {
-    pub spec: &'a Path,
-    pub data: &'a Path,
-    pub port: u16,
-    pub bind: &'a str,
-}
+pub use super::serve::Args;
 
 /// How often the files are looked at.
 const POLL: Duration = Duration::from_millis(250);
@@ -92,24 +87,17 @@ async fn prepare(args: &Args<'_>, addr: SocketAddr) -> Result<(Arc<App>, StoreCo
 }
 
 pub fn run(args: Args) -> u8 {
-    let addr: SocketAddr =
-        match format!("{}:{}", args.bind, args.port).parse().or_else(|_| format!("[{}]:{}", args.bind, args.port).parse()) {
-            Ok(a) => a,
-            Err(_) => {
-                eprintln!("error: `{}` is not an IP address to bind to", args.bind);
-                return exit::USAGE;
-            }
-        };
+    let addr = match super::serve::listen_addr(args.bind, args.port) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     if !args.spec.exists() {
         eprintln!("error: cannot read {}: no such file", args.spec.display());
         return exit::USAGE;
     }
     let _serving = match super::backup::serve_lock(args.data) {
         Ok(lock) => lock,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     let env = Env::load(&spec_dir(args.spec)).ok();
     init_logging(Profile::Dev, env.as_ref().and_then(|e| e.get("CHARTER_LOG")));

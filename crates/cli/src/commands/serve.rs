@@ -150,6 +150,14 @@ pub fn init_logging(profile: Profile, filter: Option<&str>) {
     let _ = if profile == Profile::Prod { builder.json().flatten_event(true).try_init() } else { builder.compact().try_init() };
 }
 
+/// The address to listen on; a bad one is a usage error, printed.
+pub fn listen_addr(bind: &str, port: u16) -> Result<SocketAddr, u8> {
+    format!("{bind}:{port}").parse().or_else(|_| format!("[{bind}]:{port}").parse()).map_err(|_| {
+        eprintln!("error: `{bind}` is not an IP address to bind to");
+        exit::USAGE
+    })
+}
+
 pub fn run(args: Args) -> u8 {
     let source = match read_spec(args.spec) {
         Ok(s) => s,
@@ -183,14 +191,10 @@ pub fn run(args: Args) -> u8 {
             return exit::USAGE;
         }
     }
-    let addr: SocketAddr =
-        match format!("{}:{}", args.bind, args.port).parse().or_else(|_| format!("[{}]:{}", args.bind, args.port).parse()) {
-            Ok(a) => a,
-            Err(_) => {
-                eprintln!("error: `{}` is not an IP address to bind to", args.bind);
-                return exit::USAGE;
-            }
-        };
+    let addr = match listen_addr(args.bind, args.port) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let config = match store_config(&env, args.data) {
         Ok(c) => c,
         Err(e) => {
@@ -201,10 +205,7 @@ pub fn run(args: Args) -> u8 {
     // Held until the process ends: `charter restore` refuses while it is.
     let _serving = match super::backup::serve_lock(args.data) {
         Ok(lock) => lock,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     init_logging(profile, env.get("CHARTER_LOG"));
     let secret = match (env.get("CHARTER_SECRET"), profile) {
