@@ -10,6 +10,7 @@ mod json;
 mod middleware;
 mod ops;
 mod problem;
+pub mod tls;
 pub mod ui;
 
 pub use caller::{client_info, credentials, Auth, SignedIn};
@@ -90,7 +91,7 @@ pub async fn serve_wrapped(
 /// Work that runs beside the server: warming the dummy password hash (so
 /// the first unknown-email login costs what the rest do) and purging
 /// expired sessions and tokens every hour.
-fn background(app: SharedApp) -> [tokio::task::JoinHandle<()>; 2] {
+pub(crate) fn background(app: SharedApp) -> [tokio::task::JoinHandle<()>; 2] {
     let warm = app.clone();
     let warming = tokio::spawn(async move { warm.hasher_warm_up().await });
     let purging = tokio::spawn(async move {

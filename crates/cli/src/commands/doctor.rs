@@ -2,7 +2,7 @@
 //! configuration and, with `--url`, of a running instance. Each item passes
 //! or fails with the reason and the fix; any failure exits 1.
 
-use super::serve::{secret_problem, smtp_problem, tls_problem, Problem};
+use super::serve::{secret_problem, smtp_problem, tls_files, tls_problem, Problem};
 use super::{read_spec, serve::trusted_proxies};
 use crate::config::{spec_dir, store_config, Env};
 use crate::{exit, Format};
@@ -142,8 +142,14 @@ fn check_config(card: &mut Card, env: &Env, spec: &Path) {
         ),
     }
     card.problem("secret", secret_problem(env), "CHARTER_SECRET is set, at least 32 bytes");
-    let proxies = trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES")).unwrap_or_default();
-    card.problem("tls", tls_problem(env), format!("behind a TLS proxy ({} trusted)", proxies.len()));
+    match tls_files(env) {
+        Ok(Some(_)) => card.pass("tls", "HTTPS served directly; the certificate and key load and match"),
+        Ok(None) => {
+            let proxies = trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES")).unwrap_or_default();
+            card.problem("tls", tls_problem(env), format!("behind a TLS proxy ({} trusted)", proxies.len()));
+        }
+        Err(e) => card.fail("tls", e, "point CHARTER_TLS_CERT and CHARTER_TLS_KEY at the PEM certificate chain and its key"),
+    }
     match env.get("CHARTER_PUBLIC_URL") {
         Some(u) if u.starts_with("https://") => card.pass("public url", u.to_string()),
         Some(u) => card.fail(

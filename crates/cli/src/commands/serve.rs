@@ -45,14 +45,22 @@ pub fn secret_problem(env: &Env) -> Problem {
 /// Why users would reach prod without TLS.
 pub fn tls_problem(env: &Env) -> Problem {
     if env.get("CHARTER_TLS_CERT").is_some() || env.get("CHARTER_TLS_KEY").is_some() {
-        problem(
-            "CHARTER_TLS_CERT/CHARTER_TLS_KEY: serving TLS directly is not built yet",
-            "put a TLS proxy in front and set CHARTER_TRUSTED_PROXIES",
-        )
+        // Served directly; `tls_files` checks the pair.
+        None
     } else if trusted_proxies(env.get("CHARTER_TRUSTED_PROXIES")).map_or(true, |p| p.is_empty()) {
         problem("no TLS", "set CHARTER_TRUSTED_PROXIES to the address of the TLS proxy in front of charter (e.g. 127.0.0.1/32)")
     } else {
         None
+    }
+}
+
+/// `CHARTER_TLS_CERT` and `CHARTER_TLS_KEY`: both (HTTPS served directly,
+/// the files read and checked now) or neither.
+pub fn tls_files(env: &Env) -> Result<Option<std::sync::Arc<charter_web::tls::CertFiles>>, String> {
+    match (env.get("CHARTER_TLS_CERT"), env.get("CHARTER_TLS_KEY")) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => charter_web::tls::CertFiles::load(Path::new(cert), Path::new(key)).map(Some),
+        _ => Err("set both CHARTER_TLS_CERT and CHARTER_TLS_KEY (PEM files) to serve HTTPS, or neither".into()),
     }
 }
 
@@ -212,7 +220,19 @@ pub fn run(args: Args) -> u8 {
         (Some(s), _) => Secret::new(s.as_bytes().to_vec()),
         (None, _) => Secret::new(b"dev-secret-not-for-production-use-0123".to_vec()),
     };
-    let public_url = env.get("CHARTER_PUBLIC_URL").map_or_else(|| format!("http://{addr}"), str::to_string);
+    let tls = match tls_files(&env).and_then(|files| files.map(|f| f.server_config()).transpose()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = env.get("CHARTER_PUBLIC_URL").map_or_else(|| format!("{scheme}://{addr}"), str::to_string);
+    if tls.is_some() && !public_url.starts_with("https://") {
+        eprintln!("error: CHARTER_PUBLIC_URL is {public_url}, but charter serves HTTPS (CHARTER_TLS_CERT): make it https://");
+        return exit::USAGE;
+    }
     let app_config = match app_config(&env, profile, secret, public_url.clone(), &spec_dir(args.spec)) {
         Ok(c) => c,
         Err(e) => {
@@ -275,7 +295,11 @@ pub fn run(args: Args) -> u8 {
         };
         eprintln!("charter: serving `{}` at {public_url} ({} profile)", app.model.name, profile.as_str());
         tracing::info!(addr = %addr, profile = profile.as_str(), "listening");
-        match charter_web::serve(app, listener, charter_web::shutdown_signal()).await {
+        let served = match tls {
+            Some(tls) => charter_web::tls::serve_tls(app, listener, tls, charter_web::shutdown_signal()).await,
+            None => charter_web::serve(app, listener, charter_web::shutdown_signal()).await,
+        };
+        match served {
             Ok(()) => {
                 tracing::info!("stopped");
                 exit::OK
