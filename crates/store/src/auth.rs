@@ -137,6 +137,25 @@ pub enum Spent {
     Invalid,
 }
 
+/// How `AuthStore::rate` treats its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateMode {
+    /// Refuse if a key is over its limit; count nothing.
+    Check,
+    /// Count one hit on every key; refuse nothing.
+    Record,
+    /// Refuse if a key is over its limit, else count one hit on every key.
+    Hit,
+}
+
+/// A refusal: `keys[key]` already has its limit of hits in the window, and
+/// will have room again in `retry_after_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    pub key: usize,
+    pub retry_after_ms: i64,
+}
+
 /// Auth storage for one database.
 pub enum AuthStore {
     Sqlite(crate::sqlite::auth::SqliteAuth),
@@ -289,10 +308,30 @@ impl AuthStore {
         dispatch!(self, sync s => s.count_live_sessions(now))
     }
 
-    /// Deletes expired sessions and tokens, and audit entries and mail
-    /// older than `keep_until`.
-    pub async fn purge(&self, now: i64, idle_ms: i64, keep_until: i64) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.purge(now, idle_ms, keep_until).await)
+    /// Rate limits shared by every process on the database: an exact
+    /// sliding window of `window_ms` allowing `max` hits per key (keys are
+    /// opaque: the app hashes what they name). Refused requests are not
+    /// counted, so hammering a throttled key does not extend its wait.
+    pub async fn rate(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+        max: u32,
+        mode: RateMode,
+    ) -> Result<Option<RateLimited>, StoreError> {
+        dispatch!(self, s => s.rate(keys, now, window_ms, max, mode).await)
+    }
+
+    /// Forgets a key's hits (a successful login clears its account's failures).
+    pub async fn rate_clear(&self, key: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.rate_clear(key).await)
+    }
+
+    /// Deletes expired sessions and tokens, audit entries and outbox mail
+    /// older than `keep_until`, and rate-limit hits at or before `rate_before`.
+    pub async fn purge(&self, now: i64, idle_ms: i64, keep_until: i64, rate_before: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.purge(now, idle_ms, keep_until, rate_before).await)
     }
 
     /// Whether `caller` passes the User `update` rule (or the `update role`

@@ -399,3 +399,60 @@ fn idempotency_claims_behave_alike() {
         );
     }
 }
+
+#[test]
+fn rate_limits_count_alike_and_are_shared_by_every_handle_on_the_database() {
+    use charter_store::auth::{RateLimited, RateMode};
+    for backend in Backend::ALL {
+        let f = Fixture::new(backend, TYPES);
+        let auth = f.records.auth().unwrap();
+        // A second handle on the same database: another app process.
+        let other = f.db.database().records(f.model.clone()).unwrap().auth().unwrap();
+        let (window, max) = (60_000, 3);
+        let k = vec!["signup_ip:a".to_string()];
+        let t0 = 1_700_000_000_000;
+        for i in 0..3 {
+            let store = if i % 2 == 0 { &auth } else { &other };
+            assert_eq!(f.run(store.rate(&k, t0 + i, window, max, RateMode::Hit)).unwrap(), None, "{backend:?} hit {i}");
+        }
+        let refused = f.run(other.rate(&k, t0 + 1_000, window, max, RateMode::Hit)).unwrap();
+        assert_eq!(refused, Some(RateLimited { key: 0, retry_after_ms: 59_000 }), "{backend:?}: counted across handles");
+        // Refusals are not counted: room again once the first hit leaves the window.
+        assert_eq!(f.run(auth.rate(&k, t0 + window, window, max, RateMode::Hit)).unwrap(), None, "{backend:?}");
+        assert!(f.run(auth.rate(&k, t0 + window, window, max, RateMode::Check)).unwrap().is_some(), "{backend:?}: full again");
+
+        // Several keys: the one that waits longest is named; check counts nothing.
+        let keys = vec!["login_ip:b".to_string(), "login_account:c".to_string()];
+        for i in 0..3 {
+            f.run(auth.rate(&keys[1..], t0 + 10 * i, window, max, RateMode::Record)).unwrap();
+        }
+        assert_eq!(f.run(auth.rate(&keys, t0 + 100, window, max, RateMode::Check)).unwrap().map(|r| r.key), Some(1), "{backend:?}");
+        assert_eq!(f.run(auth.rate(&keys[..1], t0 + 100, window, max, RateMode::Check)).unwrap(), None, "{backend:?}");
+        // Clearing a key frees it; other keys keep their counts.
+        f.run(other.rate_clear("login_account:c")).unwrap();
+        assert_eq!(f.run(auth.rate(&keys, t0 + 100, window, max, RateMode::Check)).unwrap(), None, "{backend:?}");
+        assert!(f.run(auth.rate(&k, t0 + window, window, max, RateMode::Check)).unwrap().is_some(), "{backend:?}");
+        // Purging forgets hits before the horizon.
+        f.run(auth.purge(t0 + 10 * window, 1, 0, t0 + 10 * window)).unwrap();
+        assert_eq!(f.run(auth.rate(&k, t0 + window, window, max, RateMode::Check)).unwrap(), None, "{backend:?}: purged");
+    }
+}
+
+#[test]
+fn concurrent_hits_never_exceed_the_limit() {
+    use charter_store::auth::RateMode;
+    for backend in Backend::ALL {
+        let f = Fixture::new(backend, TYPES);
+        let auths: Vec<_> = (0..4).map(|_| Arc::new(f.db.database().records(f.model.clone()).unwrap().auth().unwrap())).collect();
+        let k = vec!["login_account:race".to_string()];
+        let allowed = f.run(async {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..40 {
+                let (auth, k) = (auths[i % auths.len()].clone(), k.clone());
+                set.spawn(async move { auth.rate(&k, 1_000 + i as i64, 60_000, 5, RateMode::Hit).await.unwrap().is_none() });
+            }
+            set.join_all().await.into_iter().filter(|ok| *ok).count()
+        });
+        assert_eq!(allowed, 5, "{backend:?}: exactly the limit got through");
+    }
+}

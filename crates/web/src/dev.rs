@@ -64,7 +64,7 @@ mod tests {
     #[test]
     fn the_page_escapes_what_it_shows() {
         let page = super::page("The spec <b>", "app.md:3:1: error: `<script>` & co");
-        assert!(page.contains("&lt;script&gt; &amp; co") && page.contains("The spec &lt;b&gt;"));
+        assert!(page.contains("`&lt;script&gt;` &amp; co") && page.contains("The spec &lt;b&gt;"));
         assert!(!page.contains("<script>"));
     }
 }

@@ -627,6 +627,27 @@ async fn sessions_live_in_the_database_so_a_second_app_on_it_accepts_them() {
 }
 
 #[tokio::test]
+async fn login_limits_are_shared_by_every_app_on_the_database() {
+    let app = spawn_app(&spec(&[("- signup: open", "- signup: open\n- login attempts: 3 per 10 minutes")])).await;
+    app.signup_and_login("ida@example.com", PW).await;
+    // Another process on the same database, tried from another address.
+    let again = app.reopen().await;
+    let elsewhere = charter_app::auth::ClientInfo { ip: Some("203.0.113.9".into()), user_agent: None };
+    let none = charter_app::Credentials { bearer: None, cookie: None };
+    for _ in 0..2 {
+        let r = again.login("ida@example.com", "wrong-password-1".into(), &none, &elsewhere).await;
+        assert!(matches!(r, Err(charter_app::AppError::Unauthorized)), "{:?}", r.err());
+    }
+    let (s, _) = post(&app, "/api/auth/login", json!({"email": "ida@example.com", "password": "wrong-password-2"})).await;
+    assert_eq!(s, 401, "the third failure, counted on the account wherever it was tried");
+    let r = app.post("/api/auth/login", json!({"email": "ida@example.com", "password": PW})).await;
+    assert_eq!(r.status(), 429, "the account is throttled on every app");
+    assert!(r.headers().get("retry-after").is_some());
+    let r = again.login("ida@example.com", PW.into(), &none, &elsewhere).await;
+    assert!(matches!(r, Err(charter_app::AppError::TooManyRequests { .. })), "{:?}", r.err());
+}
+
+#[tokio::test]
 async fn an_unknown_email_costs_a_password_check_too() {
     let app = spawn_app(&spec(&[("- signup: open", "- signup: open\n- login attempts: 1000 per 15 minutes")])).await;
     app.signup_and_login("tim@example.com", PW).await;

@@ -1,14 +1,19 @@
 //! Rate limits: an exact sliding window per key (`login attempts: N per M
-//! minutes`), in memory, on the app's clock.
+//! minutes`), on the app's clock, counted in the database so that every
+//! process serving the app shares them (several app servers on one
+//! PostgreSQL database cannot be used to multiply an attacker's tries).
+//! Keys are stored as a hash of bucket and key: no address or IP in clear.
 //!
 //! A refused request is not recorded, so hammering a throttled account
 //! does not extend its lock: the lock lifts by itself at most M minutes
 //! after the Nth counted attempt (back-off, never a permanent lockout),
 //! and the owner can still use `forgot`, whose limits are separate.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use crate::{App, AppError};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use charter_store::auth::RateMode;
+use sha2::{Digest, Sha256};
 
 /// What is counted, and by which key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,90 +47,58 @@ impl Bucket {
     }
 }
 
-/// Hits between sweeps of keys whose window has passed.
-const SWEEP_EVERY: u64 = 4096;
-
+/// The limit every bucket has: `login attempts` from the spec's settings.
 pub struct Limiter {
-    max: usize,
+    max: u32,
     window_ms: i64,
-    hits: Mutex<HashMap<(Bucket, String), VecDeque<i64>>>,
-    recorded: AtomicU64,
-}
-
-/// Refused: retry after this many seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
-    pub bucket: Bucket,
-    pub retry_after_secs: u64,
 }
 
 impl Limiter {
     pub fn new(max: u32, window_secs: u64) -> Limiter {
-        Limiter {
-            max: max.max(1) as usize,
-            window_ms: (window_secs as i64).saturating_mul(1000),
-            hits: Mutex::new(HashMap::new()),
-            recorded: AtomicU64::new(0),
-        }
+        Limiter { max: max.max(1), window_ms: (window_secs as i64).saturating_mul(1000) }
     }
 
-    /// Refuses if any key already has `max` hits in the window.
-    pub fn check(&self, keys: &[(Bucket, &str)], now: i64) -> Result<(), Limited> {
-        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
-        self.check_locked(&mut hits, keys, now)
+    pub fn window_ms(&self) -> i64 {
+        self.window_ms
     }
+}
 
-    fn check_locked(&self, hits: &mut HashMap<(Bucket, String), VecDeque<i64>>, keys: &[(Bucket, &str)], now: i64) -> Result<(), Limited> {
-        let mut worst: Option<Limited> = None;
-        for (bucket, key) in keys {
-            let Some(q) = hits.get_mut(&(*bucket, (*key).to_string())) else { continue };
-            while q.front().is_some_and(|t| *t <= now - self.window_ms) {
-                q.pop_front();
-            }
-            if q.len() >= self.max {
-                let oldest = *q.front().expect("non-empty");
-                let wait_ms = (oldest + self.window_ms - now).max(1);
-                let secs = ((wait_ms + 999) / 1000) as u64;
-                if worst.is_none_or(|w| secs > w.retry_after_secs) {
-                    worst = Some(Limited { bucket: *bucket, retry_after_secs: secs });
-                }
+/// The stored form of a key.
+fn stored_key(bucket: Bucket, key: &str) -> String {
+    format!("{}:{}", bucket.as_str(), URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes())))
+}
+
+impl App {
+    async fn rate(&self, keys: &[(Bucket, &str)], now: i64, mode: RateMode) -> Result<(), AppError> {
+        let stored: Vec<String> = keys.iter().map(|(b, k)| stored_key(*b, k)).collect();
+        match self.auth.rate(&stored, now, self.limiter.window_ms, self.limiter.max, mode).await? {
+            None => Ok(()),
+            Some(refused) => {
+                self.metrics.rate_limited(keys[refused.key].0.as_str());
+                Err(AppError::TooManyRequests { retry_after_secs: ((refused.retry_after_ms + 999) / 1000) as u64 })
             }
         }
-        worst.map_or(Ok(()), Err)
     }
 
-    /// Counts one hit on every key.
-    pub fn record(&self, keys: &[(Bucket, &str)], now: i64) {
-        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
-        self.record_locked(&mut hits, keys, now);
+    /// 429 if any key already has its limit of hits in the window.
+    pub(crate) async fn rate_check(&self, keys: &[(Bucket, &str)], now: i64) -> Result<(), AppError> {
+        self.rate(keys, now, RateMode::Check).await
     }
 
-    fn record_locked(&self, hits: &mut HashMap<(Bucket, String), VecDeque<i64>>, keys: &[(Bucket, &str)], now: i64) {
-        for (bucket, key) in keys {
-            let q = hits.entry((*bucket, (*key).to_string())).or_default();
-            q.push_back(now);
-            while q.len() > self.max {
-                q.pop_front();
-            }
-        }
-        if self.recorded.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            let horizon = now - self.window_ms;
-            hits.retain(|_, q| q.back().is_some_and(|t| *t > horizon));
-        }
+    /// Counts one hit on every key (a failed login, say).
+    pub(crate) async fn rate_record(&self, keys: &[(Bucket, &str)], now: i64) -> Result<(), AppError> {
+        self.rate(keys, now, RateMode::Record).await
     }
 
-    /// Refuses, or counts the request on every key: for limits that count
-    /// every request (signup, forgot, resend).
-    pub fn hit(&self, keys: &[(Bucket, &str)], now: i64) -> Result<(), Limited> {
-        let mut hits = self.hits.lock().unwrap_or_else(|e| e.into_inner());
-        self.check_locked(&mut hits, keys, now)?;
-        self.record_locked(&mut hits, keys, now);
-        Ok(())
+    /// 429, or counts the request on every key: for limits that count every
+    /// request (signup, forgot, resend).
+    pub(crate) async fn rate_hit(&self, keys: &[(Bucket, &str)], now: i64) -> Result<(), AppError> {
+        self.rate(keys, now, RateMode::Hit).await
     }
 
     /// Forgets a key (a successful login or a reset clears its account's failures).
-    pub fn clear(&self, bucket: Bucket, key: &str) {
-        self.hits.lock().unwrap_or_else(|e| e.into_inner()).remove(&(bucket, key.to_string()));
+    pub(crate) async fn rate_clear(&self, bucket: Bucket, key: &str) -> Result<(), AppError> {
+        Ok(self.auth.rate_clear(&stored_key(bucket, key)).await?)
     }
 }
 
@@ -134,25 +107,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_request_past_the_limit_is_refused_until_the_window_passes() {
-        let l = Limiter::new(3, 60);
-        let k = [(Bucket::SignupIp, "1.2.3.4")];
-        for i in 0..3 {
-            assert!(l.hit(&k, 1000 + i).is_ok());
-        }
-        let refused = l.hit(&k, 2000).unwrap_err();
-        assert_eq!(refused.retry_after_secs, 59);
-        // Refusals are not counted: the lock does not grow.
-        assert!(l.hit(&k, 61_000).is_ok());
-        assert!(l.hit(&[(Bucket::SignupIp, "5.6.7.8")], 2000).is_ok(), "other keys are independent");
-    }
-
-    #[test]
-    fn memory_is_bounded_per_key() {
-        let l = Limiter::new(2, 60);
-        for i in 0..100 {
-            l.record(&[(Bucket::LoginIp, "x")], i);
-        }
-        assert_eq!(l.hits.lock().unwrap()[&(Bucket::LoginIp, "x".to_string())].len(), 2);
+    fn stored_keys_name_the_bucket_but_not_the_address() {
+        let k = stored_key(Bucket::LoginAccount, "ada@example.com");
+        assert!(k.starts_with("login_account:") && !k.contains("ada"), "{k}");
+        assert_ne!(k, stored_key(Bucket::ForgotEmail, "ada@example.com"), "buckets are separate");
     }
 }

@@ -16,7 +16,7 @@ use charter_model::{Builtin, DefaultValue, EmailVerification, Signup};
 use charter_schema::DbValue;
 use charter_store::auth::{AuditEntry, CreatedUser, NewSession, NewToken, NewUser, OutboxMail, SessionInfo, Spent, TokenKind};
 use charter_store::{Caller, Record};
-use limits::{Bucket, Limited};
+use limits::Bucket;
 use std::sync::Arc;
 
 /// Verification links live a day: long enough to find the mail, short
@@ -96,11 +96,6 @@ pub struct SignupInput {
 
 fn field_error(field: &str, code: &str, message: &str) -> AppError {
     AppError::Validation(vec![FieldError::new(field, code, message)])
-}
-
-fn limited(app: &App, l: Limited) -> AppError {
-    app.metrics.rate_limited(l.bucket.as_str());
-    AppError::TooManyRequests { retry_after_secs: l.retry_after_secs }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as records show times.
@@ -275,9 +270,7 @@ impl App {
         let email = secrets::normalize_email(&input.email);
         let email_key = email.clone().unwrap_or_else(|| input.email.trim().to_lowercase());
         let now = self.now();
-        self.limiter
-            .hit(&[(Bucket::SignupIp, self.ip_key(client)), (Bucket::SignupEmail, &email_key)], now)
-            .map_err(|l| limited(self, l))?;
+        self.rate_hit(&[(Bucket::SignupIp, self.ip_key(client)), (Bucket::SignupEmail, &email_key)], now).await?;
         let mut errors = Vec::new();
         if email.is_none() {
             errors.push(FieldError::new("email", "invalid", "This is not an email address."));
@@ -347,7 +340,7 @@ impl App {
     }
 
     pub async fn verify_email(&self, token: &str, client: &ClientInfo) -> Result<Record, AppError> {
-        self.limiter.hit(&[(Bucket::VerifyIp, self.ip_key(client))], self.now()).map_err(|l| limited(self, l))?;
+        self.rate_hit(&[(Bucket::VerifyIp, self.ip_key(client))], self.now()).await?;
         let audit = self.audit_entry("email_verified", None, None, client);
         match self.auth.verify_email(secrets::token_hash(token), self.now(), audit).await? {
             Spent::Invalid => Err(AppError::InvalidToken),
@@ -359,9 +352,7 @@ impl App {
     /// background so the answer's timing says nothing either.
     pub async fn resend_verification(self: &Arc<Self>, email: &str, client: &ClientInfo) -> Result<(), AppError> {
         let key = secrets::normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase());
-        self.limiter
-            .hit(&[(Bucket::ResendIp, self.ip_key(client)), (Bucket::ResendEmail, &key)], self.now())
-            .map_err(|l| limited(self, l))?;
+        self.rate_hit(&[(Bucket::ResendIp, self.ip_key(client)), (Bucket::ResendEmail, &key)], self.now()).await?;
         if self.model.settings.email_verification == EmailVerification::Off {
             return Ok(());
         }
@@ -407,17 +398,17 @@ impl App {
         let key = secrets::normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase());
         let now = self.now();
         let keys = [(Bucket::LoginIp, self.ip_key(client)), (Bucket::LoginAccount, key.as_str())];
-        self.limiter.check(&keys, now).map_err(|l| limited(self, l))?;
+        self.rate_check(&keys, now).await?;
         let account = self.auth.account_by_email(&key).await?;
         let stored = account.as_ref().and_then(|a| a.password_hash.clone());
         let verified = self.hasher.verify(password.clone(), stored.clone()).await?;
         let Some(account) = account.filter(|_| verified.ok) else {
-            self.limiter.record(&keys, now);
+            self.rate_record(&keys, now).await?;
             self.metrics.login_failed();
             let _ = self.auth.audit(self.audit_entry("login_failed", None, Some(&key), client)).await;
             return Err(AppError::Unauthorized);
         };
-        self.limiter.clear(Bucket::LoginAccount, &key);
+        self.rate_clear(Bucket::LoginAccount, &key).await?;
         if self.model.settings.email_verification == EmailVerification::Required && !account.verified {
             return Err(AppError::Forbidden {
                 kind: Some("email-not-verified"),
@@ -546,9 +537,7 @@ impl App {
     /// Always 202 with one body; the mail goes to the stored address.
     pub async fn forgot_password(self: &Arc<Self>, email: &str, client: &ClientInfo) -> Result<(), AppError> {
         let key = secrets::normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase());
-        self.limiter
-            .hit(&[(Bucket::ForgotIp, self.ip_key(client)), (Bucket::ForgotEmail, &key)], self.now())
-            .map_err(|l| limited(self, l))?;
+        self.rate_hit(&[(Bucket::ForgotIp, self.ip_key(client)), (Bucket::ForgotEmail, &key)], self.now()).await?;
         let app = self.clone();
         let client = client.clone();
         tokio::spawn(async move {
@@ -563,7 +552,7 @@ impl App {
     /// nothing about the policy.
     pub async fn reset_password(&self, token: &str, password: String, client: &ClientInfo) -> Result<(), AppError> {
         let now = self.now();
-        self.limiter.hit(&[(Bucket::ResetIp, self.ip_key(client))], now).map_err(|l| limited(self, l))?;
+        self.rate_hit(&[(Bucket::ResetIp, self.ip_key(client))], now).await?;
         let hash = secrets::token_hash(token);
         let Some(user_id) = self.auth.token_user(&hash, TokenKind::Reset, now).await? else { return Err(AppError::InvalidToken) };
         let account = self.auth.account_by_id(&user_id).await?.ok_or(AppError::InvalidToken)?;
@@ -573,7 +562,7 @@ impl App {
         match self.auth.reset_password(hash, phc, self.now(), audit).await? {
             Spent::Invalid => Err(AppError::InvalidToken),
             Spent::Ok(_) => {
-                self.limiter.clear(Bucket::LoginAccount, &account.email);
+                self.rate_clear(Bucket::LoginAccount, &account.email).await?;
                 Ok(())
             }
         }
@@ -583,10 +572,10 @@ impl App {
         let account = self.auth.account_by_id(&session.user_id).await?.ok_or(AppError::Unauthorized)?;
         let now = self.now();
         let keys = [(Bucket::LoginIp, self.ip_key(client)), (Bucket::LoginAccount, account.email.as_str())];
-        self.limiter.check(&keys, now).map_err(|l| limited(self, l))?;
+        self.rate_check(&keys, now).await?;
         let verified = self.hasher.verify(current, account.password_hash.clone()).await?;
         if !verified.ok {
-            self.limiter.record(&keys, now);
+            self.rate_record(&keys, now).await?;
             self.metrics.login_failed();
             let _ = self.auth.audit(self.audit_entry("password_change_failed", Some(&account.user_id), Some(&account.email), client)).await;
             return Err(field_error("current_password", "wrong", "This is not your current password."));
@@ -677,7 +666,7 @@ impl App {
     pub async fn purge_expired(&self) -> Result<u64, AppError> {
         let now = self.now();
         let idle_ms = (self.model.settings.session_idle_timeout_secs as i64) * 1000;
-        Ok(self.auth.purge(now, idle_ms, now - AUDIT_RETENTION_MS).await?)
+        Ok(self.auth.purge(now, idle_ms, now - AUDIT_RETENTION_MS, now - self.limiter.window_ms()).await?)
     }
 
     /// Computes the dummy password hash ahead of the first login.

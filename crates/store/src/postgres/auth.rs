@@ -214,7 +214,9 @@ impl PgAuth {
                 html TEXT NOT NULL,
                 sent_at BIGINT NOT NULL
             );
-            INSERT INTO _charter_system (component, version) VALUES ('auth', 1)
+            CREATE TABLE IF NOT EXISTS _charter_rate_hits (key TEXT NOT NULL, at BIGINT NOT NULL);
+            CREATE INDEX IF NOT EXISTS _charter_rate_hits_key ON _charter_rate_hits(key, at);
+            INSERT INTO _charter_system (component, version) VALUES ('auth', 2)
                 ON CONFLICT (component) DO UPDATE SET version = excluded.version;
             CREATE OR REPLACE FUNCTION _charter_role_change() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN DELETE FROM _charter_sessions WHERE user_id = NEW.\"id\"; RETURN NULL; END $$;
@@ -412,6 +414,60 @@ impl PgAuth {
         }))
     }
 
+    /// See `AuthStore::rate`. Every process on the database shares the
+    /// counts: each key is locked for the transaction (in key order, so two
+    /// calls cannot deadlock), then checked and counted.
+    pub async fn rate(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+        max: u32,
+        mode: RateMode,
+    ) -> Result<Option<RateLimited>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut order: Vec<&String> = keys.iter().collect();
+        order.sort();
+        order.dedup();
+        for key in order {
+            tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[key]).await?;
+        }
+        let since = now - window_ms;
+        if mode != RateMode::Record {
+            let mut worst: Option<RateLimited> = None;
+            for (i, key) in keys.iter().enumerate() {
+                let nth = tx
+                    .query_opt(
+                        "SELECT at FROM _charter_rate_hits WHERE key = $1 AND at > $2 ORDER BY at DESC LIMIT 1 OFFSET $3",
+                        &[key, &since, &(i64::from(max.max(1)) - 1)],
+                    )
+                    .await?;
+                if let Some(at) = nth.map(|r| r.get::<_, i64>(0)) {
+                    let wait = (at + window_ms - now).max(1);
+                    if worst.as_ref().is_none_or(|w| wait > w.retry_after_ms) {
+                        worst = Some(RateLimited { key: i, retry_after_ms: wait });
+                    }
+                }
+            }
+            if worst.is_some() || mode == RateMode::Check {
+                tx.commit().await?;
+                return Ok(worst);
+            }
+        }
+        for key in keys {
+            tx.execute("DELETE FROM _charter_rate_hits WHERE key = $1 AND at <= $2", &[key, &since]).await?;
+            tx.execute("INSERT INTO _charter_rate_hits (key, at) VALUES ($1, $2)", &[key, &now]).await?;
+        }
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    pub async fn rate_clear(&self, key: &str) -> Result<(), StoreError> {
+        self.client().await?.execute("DELETE FROM _charter_rate_hits WHERE key = $1", &[&key]).await?;
+        Ok(())
+    }
+
     pub async fn touch_session(&self, id: &str, now: i64) -> Result<(), StoreError> {
         self.client()
             .await?
@@ -553,9 +609,10 @@ impl PgAuth {
         Ok(n as u64)
     }
 
-    pub async fn purge(&self, now: i64, idle_ms: i64, keep_until: i64) -> Result<u64, StoreError> {
+    pub async fn purge(&self, now: i64, idle_ms: i64, keep_until: i64, rate_before: i64) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        tx.execute("DELETE FROM _charter_rate_hits WHERE at <= $1", &[&rate_before]).await?;
         let mut n =
             tx.execute("DELETE FROM _charter_sessions WHERE expires_at <= $1 OR last_seen_at <= $1 - $2", &[&now, &idle_ms]).await?;
         n += tx.execute("DELETE FROM _charter_tokens WHERE expires_at <= $1", &[&now]).await?;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 
 /// The version of the system tables this code reads and writes.
-const SYSTEM_VERSION: i64 = 1;
+const SYSTEM_VERSION: i64 = 2;
 
 thread_local! {
     static READERS: RefCell<HashMap<PathBuf, Connection>> = RefCell::new(HashMap::new());
@@ -88,7 +88,55 @@ pub(super) fn ensure_tables(conn: &Connection) -> Result<(), StoreError> {
             COMMIT;",
         )?;
     }
+    if version < 2 {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+            -- Rate-limit hits: one row per counted request, keyed by a hash
+            -- of bucket and key (no address or IP in clear).
+            CREATE TABLE IF NOT EXISTS _charter_rate_hits (key TEXT NOT NULL, at INTEGER NOT NULL) STRICT;
+            CREATE INDEX IF NOT EXISTS _charter_rate_hits_key ON _charter_rate_hits(key, at);
+            UPDATE _charter_system SET version = 2 WHERE component = 'auth';
+            COMMIT;",
+        )?;
+    }
     Ok(())
+}
+
+/// Counts or checks `keys` (see `AuthStore::rate`), in the caller's
+/// transaction: the writer thread runs one at a time, so check and record
+/// cannot interleave with another request's.
+fn rate_on(
+    conn: &Connection,
+    keys: &[String],
+    now: i64,
+    window_ms: i64,
+    max: u32,
+    mode: RateMode,
+) -> Result<Option<RateLimited>, StoreError> {
+    let since = now - window_ms;
+    if mode != RateMode::Record {
+        let mut worst: Option<RateLimited> = None;
+        for (i, key) in keys.iter().enumerate() {
+            let nth: Option<i64> = conn
+                .prepare_cached("SELECT at FROM _charter_rate_hits WHERE key = ?1 AND at > ?2 ORDER BY at DESC LIMIT 1 OFFSET ?3")?
+                .query_row(params![key, since, i64::from(max.max(1)) - 1], |r| r.get(0))
+                .optional()?;
+            if let Some(at) = nth {
+                let wait = (at + window_ms - now).max(1);
+                if worst.as_ref().is_none_or(|w| wait > w.retry_after_ms) {
+                    worst = Some(RateLimited { key: i, retry_after_ms: wait });
+                }
+            }
+        }
+        if worst.is_some() || mode == RateMode::Check {
+            return Ok(worst);
+        }
+    }
+    for key in keys {
+        conn.prepare_cached("DELETE FROM _charter_rate_hits WHERE key = ?1 AND at <= ?2")?.execute(params![key, since])?;
+        conn.prepare_cached("INSERT INTO _charter_rate_hits (key, at) VALUES (?1, ?2)")?.execute(params![key, now])?;
+    }
+    Ok(None)
 }
 
 pub struct SqliteAuth {
@@ -535,8 +583,30 @@ impl SqliteAuth {
         })
     }
 
-    pub async fn purge(&self, now: i64, idle_ms: i64, keep_until: i64) -> Result<u64, StoreError> {
+    pub async fn rate(
+        &self,
+        keys: &[String],
+        now: i64,
+        window_ms: i64,
+        max: u32,
+        mode: RateMode,
+    ) -> Result<Option<RateLimited>, StoreError> {
+        let keys = keys.to_vec();
+        self.write(move |conn, _| rate_on(conn, &keys, now, window_ms, max, mode)).await
+    }
+
+    pub async fn rate_clear(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
         self.write(move |conn, _| {
+            conn.prepare_cached("DELETE FROM _charter_rate_hits WHERE key = ?1")?.execute([key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn purge(&self, now: i64, idle_ms: i64, keep_until: i64, rate_before: i64) -> Result<u64, StoreError> {
+        self.write(move |conn, _| {
+            conn.prepare_cached("DELETE FROM _charter_rate_hits WHERE at <= ?1")?.execute([rate_before])?;
             let mut n = conn
                 .prepare_cached("DELETE FROM _charter_sessions WHERE expires_at <= ?1 OR last_seen_at <= ?1 - ?2")?
                 .execute(params![now, idle_ms])?;
