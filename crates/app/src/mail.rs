@@ -7,7 +7,7 @@
 //! subject) is refused if it holds CR or LF.
 
 use crate::{AppConfig, AppError};
-use charter_store::auth::OutboxMail;
+use charter_store::auth::{OutboxMail, QueuedMail};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::{AutoEscape, Environment};
@@ -23,8 +23,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("reset.html", include_str!("mail/reset.html")),
 ];
 
-/// Delays between SMTP attempts; after the last, the mail is given up (and logged).
-const RETRIES: &[u64] = &[2, 10, 60, 300, 1800];
+/// Delays (seconds) before each retry of a failed send; after the last, the
+/// mail is given up (and logged).
+pub(crate) const RETRIES: &[u64] = &[2, 10, 60, 300, 1800];
+/// How long a claimed mail is held by its sender before another may take it.
+pub(crate) const LEASE_MS: i64 = 2 * 60 * 1000;
+/// How often the queue is looked at without a wake-up (mail queued by
+/// another process, retries that came due).
+pub(crate) const POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailKind {
@@ -62,6 +68,8 @@ struct Smtp {
 pub struct Mailer {
     env: Environment<'static>,
     smtp: Option<Smtp>,
+    /// Rung when mail is queued, so it leaves at once.
+    queued: tokio::sync::Notify,
 }
 
 fn config_error(m: String) -> AppError {
@@ -107,7 +115,7 @@ impl Mailer {
                 Some(Smtp { transport, from })
             }
         };
-        Ok(Mailer { env, smtp })
+        Ok(Mailer { env, smtp, queued: tokio::sync::Notify::new() })
     }
 
     /// Whether mail goes to the dev outbox (no SMTP configured).
@@ -126,41 +134,38 @@ impl Mailer {
         if subject.contains(['\r', '\n']) || vars.email.contains(['\r', '\n']) {
             return Err(AppError::Internal("a mail header would hold a line break; not sent".into()));
         }
-        Ok(OutboxMail { to: vars.email.clone(), subject, text: render("txt")?, html: render("html")?, sent_at: now })
+        Ok(OutboxMail {
+            to: vars.email.clone(),
+            subject,
+            text: render("txt")?,
+            html: render("html")?,
+            sent_at: now,
+            queued: self.smtp.is_some(),
+        })
     }
 
-    /// Sends through SMTP in the background, retrying; failures are logged
-    /// (without the body, which holds a token).
-    pub fn send_later(&self, mail: OutboxMail) {
-        let Some(smtp) = self.smtp.clone() else { return };
-        let Ok(to) = mail.to.parse::<Mailbox>() else {
-            tracing::error!("mail not sent: the address is not valid");
-            return;
-        };
+    /// Mail was queued: the sender looks now.
+    pub fn wake(&self) {
+        self.queued.notify_one();
+    }
+
+    /// Until mail is queued, or `poll` passes.
+    pub async fn wait(&self, poll: Duration) {
+        let _ = tokio::time::timeout(poll, self.queued.notified()).await;
+    }
+
+    /// One attempt to send through SMTP. The error never holds the body
+    /// (it carries a token).
+    pub async fn send(&self, mail: QueuedMail) -> Result<(), String> {
+        let Some(smtp) = &self.smtp else { return Err("no SMTP server is configured".into()) };
+        let to: Mailbox = mail.to.parse().map_err(|_| "the address is not valid".to_string())?;
         let message = Message::builder()
             .from(smtp.from.clone())
             .to(to)
             .subject(mail.subject)
-            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html));
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "mail not built");
-                return;
-            }
-        };
-        tokio::spawn(async move {
-            for (attempt, delay) in std::iter::once(0).chain(RETRIES.iter().copied()).enumerate() {
-                if delay > 0 {
-                    tokio::time::sleep(Duration::from_secs(delay)).await;
-                }
-                match smtp.transport.send(message.clone()).await {
-                    Ok(_) => return,
-                    Err(e) => tracing::warn!(target: "charter::mail", attempt = attempt + 1, error = %e, "SMTP send failed"),
-                }
-            }
-            tracing::error!(target: "charter::mail", "mail given up after every retry");
-        });
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
+            .map_err(|e| format!("mail not built: {e}"))?;
+        smtp.transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 

@@ -103,6 +103,22 @@ pub struct OutboxMail {
     pub text: String,
     pub html: String,
     pub sent_at: i64,
+    /// For SMTP: written to the send queue (`_charter_mail_queue`) in the
+    /// same transaction as its token, and sent by `claim_mail`'s caller;
+    /// otherwise kept in the dev outbox.
+    pub queued: bool,
+}
+
+/// A queued mail claimed for sending.
+#[derive(Debug, Clone)]
+pub struct QueuedMail {
+    pub id: i64,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// Failed sends so far.
+    pub attempts: i64,
 }
 
 /// A user to insert: the values of the `users` row (every field the app
@@ -306,6 +322,29 @@ impl AuthStore {
 
     pub async fn count_live_sessions(&self, now: i64) -> Result<u64, StoreError> {
         dispatch!(self, sync s => s.count_live_sessions(now))
+    }
+
+    /// The next queued mail due by `now` that no live claim holds, claimed
+    /// until `now + lease_ms` (a sender that dies loses its claim then, and
+    /// another process sends the mail).
+    pub async fn claim_mail(&self, now: i64, lease_ms: i64) -> Result<Option<QueuedMail>, StoreError> {
+        dispatch!(self, s => s.claim_mail(now, lease_ms).await)
+    }
+
+    /// A claimed mail was sent: it leaves the queue (its body holds a token).
+    pub async fn mail_sent(&self, id: i64) -> Result<(), StoreError> {
+        dispatch!(self, s => s.mail_sent(id).await)
+    }
+
+    /// A claimed mail failed: tried again at `next_at`, or, with `None`,
+    /// given up and deleted.
+    pub async fn mail_failed(&self, id: i64, next_at: Option<i64>) -> Result<(), StoreError> {
+        dispatch!(self, s => s.mail_failed(id, next_at).await)
+    }
+
+    /// Mail waiting to be sent (for `/metrics`).
+    pub async fn queued_mail(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.queued_mail().await)
     }
 
     /// Rate limits shared by every process on the database: an exact

@@ -456,3 +456,43 @@ fn concurrent_hits_never_exceed_the_limit() {
         assert_eq!(allowed, 5, "{backend:?}: exactly the limit got through");
     }
 }
+
+#[test]
+fn queued_mail_is_claimed_once_retried_and_taken_over_after_a_lease() {
+    use charter_store::auth::{AuditEntry, NewToken, OutboxMail, TokenKind};
+    for backend in Backend::ALL {
+        let f = Fixture::new(backend, TYPES);
+        f.user("u1", "member");
+        let auth = f.records.auth().unwrap();
+        let other = f.db.database().records(f.model.clone()).unwrap().auth().unwrap();
+        let t0 = 1_700_000_000_000;
+        let mail =
+            |to: &str| OutboxMail { to: to.into(), subject: "s".into(), text: "t".into(), html: "h".into(), sent_at: t0, queued: true };
+        let audit = AuditEntry { at: t0, event: "test".into(), user_id: None, email: None, ip: None, detail: None };
+        let token = |b: u8| NewToken { hash: vec![b; 32], kind: TokenKind::Verify, created_at: t0, expires_at: t0 + 1_000_000 };
+        f.run(auth.issue_token("u1", token(1), Some(mail("a@example.com")), audit.clone())).unwrap();
+        assert_eq!(f.run(auth.queued_mail()).unwrap(), 1, "{backend:?}");
+        assert!(f.run(auth.outbox(10)).unwrap().is_empty(), "{backend:?}: queued mail is not the dev outbox");
+
+        let lease = 60_000;
+        let claimed = f.run(auth.claim_mail(t0, lease)).unwrap().expect("due");
+        assert_eq!((claimed.to.as_str(), claimed.attempts), ("a@example.com", 0));
+        assert!(f.run(other.claim_mail(t0 + 1, lease)).unwrap().is_none(), "{backend:?}: one sender at a time");
+        // The sender died: after its lease another takes the mail.
+        let again = f.run(other.claim_mail(t0 + lease, lease)).unwrap().expect("lease over");
+        assert_eq!(again.id, claimed.id);
+        // A failure schedules a retry; nothing is due before it.
+        f.run(other.mail_failed(again.id, Some(t0 + lease + 2_000))).unwrap();
+        assert!(f.run(auth.claim_mail(t0 + lease + 1_999, lease)).unwrap().is_none(), "{backend:?}");
+        let retry = f.run(auth.claim_mail(t0 + lease + 2_000, lease)).unwrap().expect("retry due");
+        assert_eq!(retry.attempts, 1, "{backend:?}");
+        f.run(auth.mail_sent(retry.id)).unwrap();
+        assert_eq!(f.run(auth.queued_mail()).unwrap(), 0, "{backend:?}: sent mail leaves the queue");
+
+        // Given up: deleted.
+        f.run(auth.issue_token("u1", token(2), Some(mail("b@example.com")), audit.clone())).unwrap();
+        let m = f.run(auth.claim_mail(t0, lease)).unwrap().unwrap();
+        f.run(auth.mail_failed(m.id, None)).unwrap();
+        assert_eq!(f.run(auth.queued_mail()).unwrap(), 0, "{backend:?}");
+    }
+}

@@ -89,11 +89,13 @@ pub async fn serve_wrapped(
 }
 
 /// Work that runs beside the server: warming the dummy password hash (so
-/// the first unknown-email login costs what the rest do) and purging
-/// expired sessions and tokens every hour.
-pub(crate) fn background(app: SharedApp) -> [tokio::task::JoinHandle<()>; 2] {
+/// the first unknown-email login costs what the rest do), sending queued
+/// mail, and purging expired sessions and tokens every hour.
+pub(crate) fn background(app: SharedApp) -> [tokio::task::JoinHandle<()>; 3] {
     let warm = app.clone();
     let warming = tokio::spawn(async move { warm.hasher_warm_up().await });
+    let mailer = app.clone();
+    let mailing = tokio::spawn(async move { mailer.send_queued_mail().await });
     let purging = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -103,7 +105,7 @@ pub(crate) fn background(app: SharedApp) -> [tokio::task::JoinHandle<()>; 2] {
             }
         }
     });
-    [warming, purging]
+    [warming, mailing, purging]
 }
 
 /// Resolves on SIGTERM or SIGINT.

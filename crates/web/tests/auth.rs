@@ -694,9 +694,14 @@ async fn optional_verification_lets_unverified_users_in_and_still_mails(app: Tes
 
 /// A tiny SMTP server that accepts everything and hands each message over.
 async fn fake_smtp() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    (port, smtp_capture(listener))
+}
+
+/// A minimal SMTP server on `listener`: every message's data, as received.
+fn smtp_capture(listener: tokio::net::TcpListener) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
@@ -735,7 +740,7 @@ async fn fake_smtp() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
             });
         }
     });
-    (port, rx)
+    rx
 }
 
 #[tokio::test]
@@ -753,6 +758,49 @@ async fn with_smtp_mail_is_sent_and_nothing_lands_in_the_outbox() {
     assert!(message.contains("Subject: Confirm your address for Taskboard"), "{message}");
     assert!(message.contains("multipart/alternative"), "{message}");
     assert!(app.outbox().await.is_empty(), "the outbox is for dev without SMTP");
+}
+
+#[tokio::test]
+async fn mail_waits_in_the_database_through_an_smtp_outage_and_a_restart() {
+    // A port nothing listens on yet: the SMTP server is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = spawn_app_with(TASKBOARD, |c| {
+        c.smtp_url = Some(charter_app::Secret::new(format!("smtp://127.0.0.1:{port}").into_bytes()));
+        c.mail_from = Some("hello@example.com".into());
+    })
+    .await;
+    assert_eq!(post(&app, "/api/auth/signup", json!({"email": "zoe@example.com", "password": PW})).await.0, 201);
+    // The first attempt fails (nothing listens); the mail stays queued, in
+    // the database with its token, not in the dev outbox.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.app.auth.queued_mail().await.unwrap(), 1);
+    assert!(app.outbox().await.is_empty());
+
+    // Another process on the database takes over (this one stops), and the
+    // SMTP server comes up on the same port.
+    let again = app.reopen().await;
+    let clock = app.clock.clone();
+    drop(app);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let mut inbox = smtp_capture(listener);
+    let sender = tokio::spawn({
+        let again = again.clone();
+        async move { again.send_queued_mail().await }
+    });
+    // Past the retry delay and any claim the stopped process held.
+    clock.advance(200);
+    let message = tokio::time::timeout(std::time::Duration::from_secs(15), inbox.recv()).await.expect("sent after the outage").unwrap();
+    assert!(message.contains("To: zoe@example.com"), "{message}");
+    assert!(message.contains("/verify?token="), "the link survived the restart: {message}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while again.auth.queued_mail().await.unwrap() != 0 {
+        assert!(std::time::Instant::now() < deadline, "a sent mail leaves the queue");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    clock.advance(3600);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(inbox.try_recv().is_err(), "sent once");
+    sender.abort();
 }
 
 #[tokio::test]

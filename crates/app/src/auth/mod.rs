@@ -147,15 +147,9 @@ impl App {
         MailVars { app_name: self.model.name.clone(), email: email.to_string(), name, link, expires_in: expires_in.to_string() }
     }
 
-    /// The mail for the outbox (dev) or `None` (SMTP: sent after commit).
-    fn outbox_copy(&self, mail: &OutboxMail) -> Option<OutboxMail> {
-        self.mailer.uses_outbox().then(|| mail.clone())
-    }
-
-    fn deliver(&self, mail: OutboxMail) {
-        if !self.mailer.uses_outbox() {
-            self.mailer.send_later(mail);
-        }
+    /// Wakes the mail sender after a commit that queued mail (SMTP).
+    fn deliver(&self) {
+        self.mailer.wake();
     }
 
     fn new_session(&self, client: &ClientInfo) -> (SignedIn, NewSession) {
@@ -320,13 +314,13 @@ impl App {
             now,
             token,
             session: session.as_ref().map(|(_, s)| s.clone()),
-            mail: mail.as_ref().and_then(|m| self.outbox_copy(m)),
+            mail: mail.clone(),
             audit: self.audit_entry("signup", None, Some(&email), client),
         };
         match self.auth.create_user(new).await? {
             CreatedUser::Created { record, .. } => {
-                if let Some(m) = mail {
-                    self.deliver(m);
+                if mail.is_some() {
+                    self.deliver();
                 }
                 Ok(SignupResult { user: record, session: session.map(|(s, _)| s) })
             }
@@ -383,8 +377,8 @@ impl App {
         let mail = self.mailer.render(kind, &self.mail_vars(&account.email, name, self.link(page, &token), expires_in), now)?;
         let new = NewToken { hash: secrets::token_hash(&token), kind: tkind, created_at: now, expires_at: now + ttl };
         let audit = self.audit_entry(event, Some(&account.user_id), Some(&account.email), client);
-        self.auth.issue_token(&account.user_id, new, self.outbox_copy(&mail), audit).await?;
-        self.deliver(mail);
+        self.auth.issue_token(&account.user_id, new, Some(mail), audit).await?;
+        self.deliver();
         Ok(())
     }
 
@@ -667,6 +661,43 @@ impl App {
         let now = self.now();
         let idle_ms = (self.model.settings.session_idle_timeout_secs as i64) * 1000;
         Ok(self.auth.purge(now, idle_ms, now - AUDIT_RETENTION_MS, now - self.limiter.window_ms()).await?)
+    }
+
+    /// Sends the queued mail, for as long as the app runs (with SMTP; the
+    /// dev outbox needs no sender). Each mail is claimed for a lease, so
+    /// several processes share the queue and a mail whose sender died is
+    /// sent by another; a failed send is retried after 2 s, 10 s, 1 min,
+    /// 5 min and 30 min, then given up (logged without its body).
+    pub async fn send_queued_mail(&self) {
+        if self.mailer.uses_outbox() {
+            return;
+        }
+        loop {
+            let now = self.now();
+            match self.auth.claim_mail(now, crate::mail::LEASE_MS).await {
+                Ok(Some(mail)) => {
+                    let (id, attempts) = (mail.id, mail.attempts);
+                    let outcome = match self.mailer.send(mail).await {
+                        Ok(()) => self.auth.mail_sent(id).await,
+                        Err(e) => {
+                            let next = crate::mail::RETRIES.get(attempts as usize).map(|secs| self.now() + (*secs as i64) * 1000);
+                            tracing::warn!(target: "charter::mail", attempt = attempts + 1, error = %e, "SMTP send failed");
+                            if next.is_none() {
+                                tracing::error!(target: "charter::mail", "mail given up after every retry");
+                            }
+                            self.auth.mail_failed(id, next).await
+                        }
+                    };
+                    if let Err(e) = outcome {
+                        tracing::warn!(target: "charter::mail", error = %e, "the mail queue could not be updated");
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(target: "charter::mail", error = %e, "the mail queue cannot be read"),
+            }
+            self.mailer.wait(crate::mail::POLL).await;
+        }
     }
 
     /// Computes the dummy password hash ahead of the first login.

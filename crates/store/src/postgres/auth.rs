@@ -105,11 +105,12 @@ async fn insert_audit<C: GenericClient>(c: &C, a: &AuditEntry) -> Result<(), Sto
 }
 
 async fn insert_mail<C: GenericClient>(c: &C, m: &OutboxMail) -> Result<(), StoreError> {
-    c.execute(
-        "INSERT INTO _charter_outbox (to_addr, subject, text, html, sent_at) VALUES ($1, $2, $3, $4, $5)",
-        &[&m.to, &m.subject, &m.text, &m.html, &m.sent_at],
-    )
-    .await?;
+    let sql = if m.queued {
+        "INSERT INTO _charter_mail_queue (to_addr, subject, text, html, queued_at, next_at) VALUES ($1, $2, $3, $4, $5, $5)"
+    } else {
+        "INSERT INTO _charter_outbox (to_addr, subject, text, html, sent_at) VALUES ($1, $2, $3, $4, $5)"
+    };
+    c.execute(sql, &[&m.to, &m.subject, &m.text, &m.html, &m.sent_at]).await?;
     Ok(())
 }
 
@@ -216,7 +217,19 @@ impl PgAuth {
             );
             CREATE TABLE IF NOT EXISTS _charter_rate_hits (key TEXT NOT NULL, at BIGINT NOT NULL);
             CREATE INDEX IF NOT EXISTS _charter_rate_hits_key ON _charter_rate_hits(key, at);
-            INSERT INTO _charter_system (component, version) VALUES ('auth', 2)
+            CREATE TABLE IF NOT EXISTS _charter_mail_queue (
+                id BIGSERIAL PRIMARY KEY,
+                to_addr TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                text TEXT NOT NULL,
+                html TEXT NOT NULL,
+                queued_at BIGINT NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                next_at BIGINT NOT NULL,
+                claimed_until BIGINT NOT NULL DEFAULT 0
+            );
+            CREATE INDEX IF NOT EXISTS _charter_mail_queue_next ON _charter_mail_queue(next_at);
+            INSERT INTO _charter_system (component, version) VALUES ('auth', 3)
                 ON CONFLICT (component) DO UPDATE SET version = excluded.version;
             CREATE OR REPLACE FUNCTION _charter_role_change() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN DELETE FROM _charter_sessions WHERE user_id = NEW.\"id\"; RETURN NULL; END $$;
@@ -463,6 +476,48 @@ impl PgAuth {
         Ok(None)
     }
 
+    /// `SKIP LOCKED`: processes sending at once take different mails.
+    pub async fn claim_mail(&self, now: i64, lease_ms: i64) -> Result<Option<QueuedMail>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "UPDATE _charter_mail_queue SET claimed_until = $2 WHERE id = (
+                    SELECT id FROM _charter_mail_queue WHERE next_at <= $1 AND claimed_until <= $1
+                    ORDER BY next_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, to_addr, subject, text, html, attempts",
+                &[&now, &(now + lease_ms)],
+            )
+            .await?;
+        Ok(row.map(|r| QueuedMail { id: r.get(0), to: r.get(1), subject: r.get(2), text: r.get(3), html: r.get(4), attempts: r.get(5) }))
+    }
+
+    pub async fn mail_sent(&self, id: i64) -> Result<(), StoreError> {
+        self.client().await?.execute("DELETE FROM _charter_mail_queue WHERE id = $1", &[&id]).await?;
+        Ok(())
+    }
+
+    pub async fn mail_failed(&self, id: i64, next_at: Option<i64>) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        match next_at {
+            Some(at) => {
+                client
+                    .execute(
+                        "UPDATE _charter_mail_queue SET attempts = attempts + 1, next_at = $2, claimed_until = 0 WHERE id = $1",
+                        &[&id, &at],
+                    )
+                    .await?
+            }
+            None => client.execute("DELETE FROM _charter_mail_queue WHERE id = $1", &[&id]).await?,
+        };
+        Ok(())
+    }
+
+    pub async fn queued_mail(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.client().await?.query_one("SELECT count(*) FROM _charter_mail_queue", &[]).await?.get(0);
+        Ok(n as u64)
+    }
+
     pub async fn rate_clear(&self, key: &str) -> Result<(), StoreError> {
         self.client().await?.execute("DELETE FROM _charter_rate_hits WHERE key = $1", &[&key]).await?;
         Ok(())
@@ -601,7 +656,10 @@ impl PgAuth {
             .await?
             .query("SELECT to_addr, subject, text, html, sent_at FROM _charter_outbox ORDER BY id DESC LIMIT $1", &[&i64::from(limit)])
             .await?;
-        Ok(rows.iter().map(|r| OutboxMail { to: r.get(0), subject: r.get(1), text: r.get(2), html: r.get(3), sent_at: r.get(4) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| OutboxMail { to: r.get(0), subject: r.get(1), text: r.get(2), html: r.get(3), sent_at: r.get(4), queued: false })
+            .collect())
     }
 
     pub async fn count_live_sessions(&self, now: i64) -> Result<u64, StoreError> {

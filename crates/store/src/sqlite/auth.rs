@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 
 /// The version of the system tables this code reads and writes.
-const SYSTEM_VERSION: i64 = 2;
+const SYSTEM_VERSION: i64 = 3;
 
 thread_local! {
     static READERS: RefCell<HashMap<PathBuf, Connection>> = RefCell::new(HashMap::new());
@@ -99,6 +99,25 @@ pub(super) fn ensure_tables(conn: &Connection) -> Result<(), StoreError> {
             COMMIT;",
         )?;
     }
+    if version < 3 {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+            CREATE TABLE IF NOT EXISTS _charter_mail_queue (
+                id INTEGER PRIMARY KEY,
+                to_addr TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                text TEXT NOT NULL,
+                html TEXT NOT NULL,
+                queued_at INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_at INTEGER NOT NULL,
+                claimed_until INTEGER NOT NULL DEFAULT 0
+            ) STRICT;
+            CREATE INDEX IF NOT EXISTS _charter_mail_queue_next ON _charter_mail_queue(next_at);
+            UPDATE _charter_system SET version = 3 WHERE component = 'auth';
+            COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -156,8 +175,12 @@ fn insert_audit(conn: &Connection, a: &AuditEntry) -> Result<(), StoreError> {
 }
 
 fn insert_mail(conn: &Connection, m: &OutboxMail) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO _charter_outbox (to_addr, subject, text, html, sent_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![m.to, m.subject, m.text, m.html, m.sent_at])?;
+    let sql = if m.queued {
+        "INSERT INTO _charter_mail_queue (to_addr, subject, text, html, queued_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+    } else {
+        "INSERT INTO _charter_outbox (to_addr, subject, text, html, sent_at) VALUES (?1, ?2, ?3, ?4, ?5)"
+    };
+    conn.prepare_cached(sql)?.execute(params![m.to, m.subject, m.text, m.html, m.sent_at])?;
     Ok(())
 }
 
@@ -569,7 +592,7 @@ impl SqliteAuth {
             let mut stmt =
                 conn.prepare_cached("SELECT to_addr, subject, text, html, sent_at FROM _charter_outbox ORDER BY id DESC LIMIT ?1")?;
             let rows = stmt.query_map([limit], |r| {
-                Ok(OutboxMail { to: r.get(0)?, subject: r.get(1)?, text: r.get(2)?, html: r.get(3)?, sent_at: r.get(4)? })
+                Ok(OutboxMail { to: r.get(0)?, subject: r.get(1)?, text: r.get(2)?, html: r.get(3)?, sent_at: r.get(4)?, queued: false })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -593,6 +616,60 @@ impl SqliteAuth {
     ) -> Result<Option<RateLimited>, StoreError> {
         let keys = keys.to_vec();
         self.write(move |conn, _| rate_on(conn, &keys, now, window_ms, max, mode)).await
+    }
+
+    pub async fn claim_mail(&self, now: i64, lease_ms: i64) -> Result<Option<QueuedMail>, StoreError> {
+        self.write(move |conn, _| {
+            let mail = conn
+                .prepare_cached(
+                    "SELECT id, to_addr, subject, text, html, attempts FROM _charter_mail_queue
+                     WHERE next_at <= ?1 AND claimed_until <= ?1 ORDER BY next_at, id LIMIT 1",
+                )?
+                .query_row([now], |r| {
+                    Ok(QueuedMail {
+                        id: r.get(0)?,
+                        to: r.get(1)?,
+                        subject: r.get(2)?,
+                        text: r.get(3)?,
+                        html: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                })
+                .optional()?;
+            if let Some(m) = &mail {
+                conn.prepare_cached("UPDATE _charter_mail_queue SET claimed_until = ?2 WHERE id = ?1")?
+                    .execute(params![m.id, now + lease_ms])?;
+            }
+            Ok(mail)
+        })
+        .await
+    }
+
+    pub async fn mail_sent(&self, id: i64) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            conn.prepare_cached("DELETE FROM _charter_mail_queue WHERE id = ?1")?.execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn mail_failed(&self, id: i64, next_at: Option<i64>) -> Result<(), StoreError> {
+        self.write(move |conn, _| {
+            match next_at {
+                Some(at) => conn
+                    .prepare_cached(
+                        "UPDATE _charter_mail_queue SET attempts = attempts + 1, next_at = ?2, claimed_until = 0 WHERE id = ?1",
+                    )?
+                    .execute(params![id, at])?,
+                None => conn.prepare_cached("DELETE FROM _charter_mail_queue WHERE id = ?1")?.execute([id])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn queued_mail(&self) -> Result<u64, StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT count(*) FROM _charter_mail_queue", [], |r| r.get::<_, i64>(0))? as u64))
     }
 
     pub async fn rate_clear(&self, key: &str) -> Result<(), StoreError> {
