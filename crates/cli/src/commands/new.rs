@@ -43,6 +43,7 @@ pub fn run(dir: &Path) -> u8 {
     println!("Next:");
     println!("  cd {d}");
     println!("  charter check app.md     # compile the spec and report problems");
+    println!("  charter dev              # serve it, reloading on every save of app.md");
     exit::OK
 }
 
