@@ -295,7 +295,11 @@ fn sqlite_backup(db: &SqliteDb, to: &Path) -> Result<Manifest, StoreError> {
         let mut dst = Connection::open(&tmp).map_err(|e| io_error("cannot create backup", &tmp, e))?;
         {
             let backup = rusqlite::backup::Backup::new(&tx, &mut dst)?;
-            backup.step(-1)?;
+            // All pages in one step: the snapshot of this read transaction.
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => {}
+                other => return Err(StoreError::Unavailable(format!("the backup did not complete ({other:?})"))),
+            }
         }
         tx.finish()?;
         // A self-contained file: no WAL beside it.
