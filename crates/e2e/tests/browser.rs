@@ -327,6 +327,100 @@ async fn journey_firefox() {
     journey(Browser::Firefox).await;
 }
 
+/// The account flows a person reaches from the UI alone: a password reset
+/// from the mail, a password change (a wrong current password first),
+/// ending another device's session, and logging out everywhere.
+async fn account(browser: Browser) {
+    const NEW_PASSWORD: &str = "amber-orchard-compass-63";
+    const NEWER_PASSWORD: &str = "silver-canyon-ribbon-58";
+    let app = charter_testkit::spawn_app(TASKBOARD).await;
+    let name = browser.name();
+    app.signup_and_login(A_EMAIL, A_PASSWORD).await;
+    let mut a = Session::start(browser, &app.url, "").await;
+
+    // Forgot, then the reset page from the mail sets a new password.
+    a.goto("/forgot").await;
+    a.fill("form:has([name=email])", "email", A_EMAIL).await;
+    a.submit("form:has([name=email])").await;
+    a.wait_until("the forgot form to be sent", || async { !a.has("form [name=email]").await }).await;
+    let token = app.mail_to(A_EMAIL, "Reset").await.token();
+    a.goto(&format!("/reset?token={token}")).await;
+    a.fill("form:has([name=password])", "password", NEW_PASSWORD).await;
+    a.submit("form:has([name=password])").await;
+    a.wait_path("the reset to lead away from /reset", |p| !p.starts_with("/reset")).await;
+    a.screenshot("reset-done").await;
+    // The link is spent.
+    a.goto(&format!("/reset?token={token}")).await;
+    let used = a.body_text().await;
+    assert!(used.contains("does not work"), "{name}: a used reset link says it does not work: {used}");
+    a.screenshot("reset-used").await;
+    a.goto("/login").await;
+    log_in(&a, A_EMAIL, NEW_PASSWORD).await;
+    a.signed_in_page("home-after-reset").await;
+
+    // Another device signs in: the account page lists both sessions.
+    let other_device = app.login(A_EMAIL, NEW_PASSWORD).await;
+    a.goto("/account").await;
+    let rows = a.find_all("table.sessions tr[data-session]").await;
+    assert_eq!(rows.len(), 2, "{name}: /account lists this browser and the other device");
+    a.signed_in_page("account-two-sessions").await;
+
+    // A wrong current password is refused next to its field.
+    a.fill("form[action=\"/account/password\"]", "current_password", "not-my-password-at-all").await;
+    a.fill("form[action=\"/account/password\"]", "new_password", NEWER_PASSWORD).await;
+    a.submit("form[action=\"/account/password\"]").await;
+    let error = a.find("#error-current_password").await.text().await.expect("error text");
+    assert!(error.to_lowercase().contains("current password"), "{name}: the wrong current password is explained: {error:?}");
+    a.signed_in_page("account-password-error").await;
+
+    // End the other device's session from the list.
+    a.goto("/account").await;
+    let other = a
+        .client
+        .execute(
+            "const row = [...document.querySelectorAll('table.sessions tr[data-session]')].find(r => !r.querySelector('.badge')); \
+             return row ? row.dataset.session : null;",
+            vec![],
+        )
+        .await
+        .expect("script");
+    let other = other.as_str().expect("the other device's row").to_string();
+    a.click(&format!("tr[data-session=\"{other}\"] button[type=submit]")).await;
+    a.wait_until("the other session to leave the list", || async { !a.has(&format!("tr[data-session=\"{other}\"]")).await }).await;
+    let r = app.client.get(app.at("/api/auth/me")).bearer_auth(&other_device).send().await.unwrap();
+    assert_eq!(r.status(), 401, "{name}: the revoked device is signed out on its next request");
+    a.signed_in_page("account-one-session").await;
+
+    // Change the password with the right current one.
+    a.fill("form[action=\"/account/password\"]", "current_password", NEW_PASSWORD).await;
+    a.fill("form[action=\"/account/password\"]", "new_password", NEWER_PASSWORD).await;
+    a.submit("form[action=\"/account/password\"]").await;
+    a.wait_until("a notice to confirm the new password", || async {
+        a.has("[role=status]").await && a.find("[role=status]").await.text().await.unwrap_or_default().to_lowercase().contains("password")
+    })
+    .await;
+    a.signed_in_page("account-password-changed").await;
+    assert_eq!(app.post("/api/auth/login", serde_json::json!({"email": A_EMAIL, "password": NEWER_PASSWORD})).await.status(), 200);
+
+    // Log out everywhere: this browser too.
+    a.goto("/account").await;
+    a.click("#logout-all").await;
+    a.wait_path("logging out everywhere to land on /login", |p| p.starts_with("/login")).await;
+    a.goto("/account").await;
+    a.wait_path("a signed-out visit to /account to go to /login", |p| p.starts_with("/login")).await;
+    a.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_chromium() {
+    account(Browser::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_firefox() {
+    account(Browser::Firefox).await;
+}
+
 /// What security.md asks of the browser side, checked in a real browser:
 /// the session cookie is out of reach of scripts, the UI keeps nothing
 /// else in the browser and loads nothing from elsewhere, markup typed

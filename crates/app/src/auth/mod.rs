@@ -542,6 +542,13 @@ impl App {
         Ok(())
     }
 
+    /// Whether a reset link still works (unused, unexpired, the newest),
+    /// without spending it: the reset page says so before asking for a
+    /// password.
+    pub async fn reset_link_works(&self, token: &str) -> Result<bool, AppError> {
+        Ok(self.auth.token_user(&secrets::token_hash(token), TokenKind::Reset, self.now()).await?.is_some())
+    }
+
     /// The token is checked before the password, so a forged token learns
     /// nothing about the policy.
     pub async fn reset_password(&self, token: &str, password: String, client: &ClientInfo) -> Result<(), AppError> {

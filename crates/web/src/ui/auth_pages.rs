@@ -213,6 +213,21 @@ async fn forgot(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: View
 
 async fn reset_page(State(app): State<SharedApp>, Extension(ui): UiExt, viewer: Viewer) -> Response {
     let token = super::query_param(&viewer.here, "token").unwrap_or_default();
+    match app.reset_link_works(&token).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return token_page(
+                &app,
+                &ui,
+                &viewer,
+                "reset.html",
+                "This link does not work",
+                json!({"invalid": true}),
+                StatusCode::BAD_REQUEST,
+            )
+        }
+        Err(e) => return fail(&app, &ui, &viewer, e),
+    }
     let data = json!({"token": token, "min_length": app.model.settings.password_min_length});
     token_page(&app, &ui, &viewer, "reset.html", "Choose a new password", data, StatusCode::OK)
 }
