@@ -405,7 +405,7 @@ pub fn render(app: &SharedApp, ui: &Ui, viewer: &Viewer, page: Page) -> Response
     let mut res = (page.status, html).into_response();
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    page_headers(app, h, page.no_referrer);
+    page_headers(h, page.no_referrer);
     if viewer.htmx {
         let push = if page.keep_url { "false".to_string() } else { viewer.here.clone() };
         if let Ok(v) = HeaderValue::from_str(&push) {
@@ -433,7 +433,7 @@ fn nonce_cookie(app: &SharedApp, nonce: &str) -> HeaderValue {
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
      form-action 'self'; base-uri 'none'; frame-ancestors 'none'; object-src 'none'";
 
-fn page_headers(app: &SharedApp, h: &mut HeaderMap, no_referrer: bool) {
+fn page_headers(h: &mut HeaderMap, no_referrer: bool) {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::VARY, HeaderValue::from_static("Cookie, HX-Request"));
@@ -442,9 +442,6 @@ fn page_headers(app: &SharedApp, h: &mut HeaderMap, no_referrer: bool) {
         header::REFERRER_POLICY,
         HeaderValue::from_static(if no_referrer { "no-referrer" } else { "strict-origin-when-cross-origin" }),
     );
-    if app.config.secure_cookies {
-        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
-    }
 }
 
 /// A 303 to `to` (a path on this site).
