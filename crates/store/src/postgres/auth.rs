@@ -439,6 +439,10 @@ impl PgAuth {
         mode: RateMode,
     ) -> Result<Option<RateLimited>, StoreError> {
         let mut client = self.client().await?;
+        if mode == RateMode::Check {
+            // Only reads: no lock, no transaction.
+            return rate_check(&**client, keys, now, window_ms, max).await;
+        }
         let tx = client.transaction().await?;
         let mut order: Vec<&String> = keys.iter().collect();
         order.sort();
@@ -447,25 +451,10 @@ impl PgAuth {
             tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[key]).await?;
         }
         let since = now - window_ms;
-        if mode != RateMode::Record {
-            let mut worst: Option<RateLimited> = None;
-            for (i, key) in keys.iter().enumerate() {
-                let nth = tx
-                    .query_opt(
-                        "SELECT at FROM _charter_rate_hits WHERE key = $1 AND at > $2 ORDER BY at DESC LIMIT 1 OFFSET $3",
-                        &[key, &since, &(i64::from(max.max(1)) - 1)],
-                    )
-                    .await?;
-                if let Some(at) = nth.map(|r| r.get::<_, i64>(0)) {
-                    let wait = (at + window_ms - now).max(1);
-                    if worst.as_ref().is_none_or(|w| wait > w.retry_after_ms) {
-                        worst = Some(RateLimited { key: i, retry_after_ms: wait });
-                    }
-                }
-            }
-            if worst.is_some() || mode == RateMode::Check {
+        if mode == RateMode::Hit {
+            if let Some(refused) = rate_check(&*tx, keys, now, window_ms, max).await? {
                 tx.commit().await?;
-                return Ok(worst);
+                return Ok(Some(refused));
             }
         }
         for key in keys {
@@ -699,4 +688,30 @@ impl PgAuth {
             Some((_, update, role)) => Some(update == Some(true) || role == Some(true)),
         })
     }
+}
+
+/// The key among `keys` that waits longest, if any is at its limit.
+async fn rate_check<C: GenericClient>(
+    c: &C,
+    keys: &[String],
+    now: i64,
+    window_ms: i64,
+    max: u32,
+) -> Result<Option<RateLimited>, StoreError> {
+    let mut worst: Option<RateLimited> = None;
+    for (i, key) in keys.iter().enumerate() {
+        let nth = c
+            .query_opt(
+                "SELECT at FROM _charter_rate_hits WHERE key = $1 AND at > $2 ORDER BY at DESC LIMIT 1 OFFSET $3",
+                &[key, &(now - window_ms), &(i64::from(max.max(1)) - 1)],
+            )
+            .await?;
+        if let Some(at) = nth.map(|r| r.get::<_, i64>(0)) {
+            let wait = (at + window_ms - now).max(1);
+            if worst.as_ref().is_none_or(|w| wait > w.retry_after_ms) {
+                worst = Some(RateLimited { key: i, retry_after_ms: wait });
+            }
+        }
+    }
+    Ok(worst)
 }

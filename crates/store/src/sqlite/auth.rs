@@ -614,6 +614,10 @@ impl SqliteAuth {
         max: u32,
         mode: RateMode,
     ) -> Result<Option<RateLimited>, StoreError> {
+        if mode == RateMode::Check {
+            // A read: it needs no place in the writer's queue.
+            return self.read(|conn| rate_on(conn, keys, now, window_ms, max, mode));
+        }
         let keys = keys.to_vec();
         self.write(move |conn, _| rate_on(conn, &keys, now, window_ms, max, mode)).await
     }
@@ -673,6 +677,13 @@ impl SqliteAuth {
     }
 
     pub async fn rate_clear(&self, key: &str) -> Result<(), StoreError> {
+        // Most logins have no failures to forget: no write then.
+        let any: bool = self.read(|conn| {
+            Ok(conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM _charter_rate_hits WHERE key = ?1)")?.query_row([key], |r| r.get(0))?)
+        })?;
+        if !any {
+            return Ok(());
+        }
         let key = key.to_string();
         self.write(move |conn, _| {
             conn.prepare_cached("DELETE FROM _charter_rate_hits WHERE key = ?1")?.execute([key])?;
