@@ -512,7 +512,10 @@ async fn forgot_and_reset_password_through_pages() {
     assert!(again.body.contains("This link does not work"), "a used link is refused");
     let opened = v.get(&format!("/reset?token={token}")).await;
     assert_eq!(opened.status, StatusCode::BAD_REQUEST);
-    assert!(opened.body.contains("This link does not work") && !opened.body.contains("name=\"password\""), "opening a used link says so at once");
+    assert!(
+        opened.body.contains("This link does not work") && !opened.body.contains("name=\"password\""),
+        "opening a used link says so at once"
+    );
 }
 
 #[tokio::test]
