@@ -37,6 +37,8 @@ pub struct Metrics {
     login_failures: Counter,
     rate_limited: Family<BucketLabels, Counter>,
     active_sessions: Gauge,
+    mail_queued: Gauge,
+    mail_failures: Counter,
     db_up: Gauge,
     db_connections: Family<PoolLabels, Gauge>,
 }
@@ -62,6 +64,10 @@ impl Metrics {
         registry.register("charter_rate_limited", "Requests refused with 429, by limit", rate_limited.clone());
         let active_sessions = Gauge::default();
         registry.register("charter_active_sessions", "Sessions not yet past their absolute lifetime", active_sessions.clone());
+        let mail_queued = Gauge::default();
+        registry.register("charter_mail_queued", "Mail waiting in the queue to be sent by SMTP", mail_queued.clone());
+        let mail_failures = Counter::default();
+        registry.register("charter_mail_send_failures", "SMTP sends that failed (each is retried, then given up)", mail_failures.clone());
         let db_up = Gauge::default();
         registry.register("charter_db_up", "1 when the database answered the last scrape", db_up.clone());
         let db_connections = Family::<PoolLabels, Gauge>::default();
@@ -70,7 +76,18 @@ impl Metrics {
             "Database connections by role (SQLite: one writer; readers are per thread)",
             db_connections.clone(),
         );
-        Metrics { registry, requests, latency, login_failures, rate_limited, active_sessions, db_up, db_connections }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            login_failures,
+            rate_limited,
+            active_sessions,
+            mail_queued,
+            mail_failures,
+            db_up,
+            db_connections,
+        }
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
@@ -86,10 +103,17 @@ impl Metrics {
         self.rate_limited.get_or_create(&BucketLabels { bucket: bucket.to_string() }).inc();
     }
 
+    pub fn mail_failed(&self) {
+        self.mail_failures.inc();
+    }
+
     /// The text exposition, with the gauges read at scrape time.
-    pub fn render(&self, active_sessions: Option<u64>, db_up: bool, connections: &[(&str, i64)]) -> String {
+    pub fn render(&self, active_sessions: Option<u64>, mail_queued: Option<u64>, db_up: bool, connections: &[(&str, i64)]) -> String {
         if let Some(n) = active_sessions {
             self.active_sessions.set(n as i64);
+        }
+        if let Some(n) = mail_queued {
+            self.mail_queued.set(n as i64);
         }
         self.db_up.set(i64::from(db_up));
         for (role, n) in connections {
@@ -112,11 +136,14 @@ mod tests {
         m.observe_request("GET", "/api/tasks", 200, 0.002);
         m.login_failed();
         m.rate_limited("login_ip");
-        let text = m.render(Some(3), true, &[("writer", 1)]);
+        m.mail_failed();
+        let text = m.render(Some(3), Some(2), true, &[("writer", 1)]);
         assert!(text.contains(r#"http_requests_total{method="GET",route="/api/tasks",status="200"} 1"#), "{text}");
         assert!(text.contains("http_request_duration_seconds_bucket{"));
         assert!(text.contains("charter_login_failures_total 1"));
         assert!(text.contains(r#"charter_rate_limited_total{bucket="login_ip"} 1"#));
         assert!(text.contains("charter_active_sessions 3"));
+        assert!(text.contains("charter_mail_queued 2"), "{text}");
+        assert!(text.contains("charter_mail_send_failures_total 1"), "{text}");
     }
 }

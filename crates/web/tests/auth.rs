@@ -774,6 +774,8 @@ async fn mail_waits_in_the_database_through_an_smtp_outage_and_a_restart() {
     // the database with its token, not in the dev outbox.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(app.app.auth.queued_mail().await.unwrap(), 1);
+    let metrics = app.app.metrics_text().await;
+    assert!(metrics.contains("charter_mail_queued 1"), "{metrics}");
     assert!(app.outbox().await.is_empty());
 
     // Another process on the database takes over (this one stops), and the

@@ -688,6 +688,7 @@ impl App {
                         Ok(()) => self.auth.mail_sent(id).await,
                         Err(e) => {
                             let next = crate::mail::RETRIES.get(attempts as usize).map(|secs| self.now() + (*secs as i64) * 1000);
+                            self.metrics.mail_failed();
                             tracing::warn!(target: "charter::mail", attempt = attempts + 1, error = %e, "SMTP send failed");
                             if next.is_none() {
                                 tracing::error!(target: "charter::mail", "mail given up after every retry");
@@ -716,6 +717,7 @@ impl App {
     pub async fn metrics_text(&self) -> String {
         let up = self.ready().await;
         let sessions = self.auth.count_live_sessions(self.now()).await.ok();
-        self.metrics.render(sessions, up, &[("writer", 1)])
+        let queued = self.auth.queued_mail().await.ok();
+        self.metrics.render(sessions, queued, up, &[("writer", 1)])
     }
 }
