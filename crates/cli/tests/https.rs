@@ -139,6 +139,27 @@ fn prod_serves_https_itself_with_hsts_secure_cookies_and_renewed_certificates() 
     let log_text = std::fs::read_to_string(d.join("serve.log")).unwrap();
     assert!(log_text.contains(&format!("https://127.0.0.1:{port}")), "the printed URL is https: {log_text}");
 
+    // `doctor --url` checks the instance over HTTPS, trusting the system's
+    // CAs (SSL_CERT_FILE names the test CA here).
+    let doctor = |ca: Option<&str>| {
+        let mut c = command(d);
+        c.args(["doctor", "--format", "json", "--url", &url]);
+        if let Some(ca) = ca {
+            c.env("SSL_CERT_FILE", d.join(ca));
+        }
+        let out = c.output().unwrap();
+        let card: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
+        move |item: &str| {
+            card["items"].as_array().unwrap().iter().find(|i| i["name"] == item).map(|i| (i["status"].to_string(), i["detail"].to_string())).unwrap()
+        }
+    };
+    let trusted = doctor(Some("ca.crt"));
+    for item in ["health", "https", "headers", "exposure", "metrics access", "tls"] {
+        assert_eq!(trusted(item).0, "\"pass\"", "{item}: {:?}", trusted(item));
+    }
+    let untrusted = doctor(None);
+    assert_eq!(untrusted("health").0, "\"fail\"", "the test CA is not trusted without SSL_CERT_FILE");
+
     // Plain HTTP on the HTTPS port gets nothing, and a client that does not
     // trust the CA refuses the server.
     let plain = curl(d, &["-o", "/dev/null", "-w", "%{http_code}", &format!("http://localhost:{port}/healthz")]);
