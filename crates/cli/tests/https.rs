@@ -150,7 +150,13 @@ fn prod_serves_https_itself_with_hsts_secure_cookies_and_renewed_certificates() 
         let out = c.output().unwrap();
         let card: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
         move |item: &str| {
-            card["items"].as_array().unwrap().iter().find(|i| i["name"] == item).map(|i| (i["status"].to_string(), i["detail"].to_string())).unwrap()
+            card["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == item)
+                .map(|i| (i["status"].to_string(), i["detail"].to_string()))
+                .unwrap()
         }
     };
     let trusted = doctor(Some("ca.crt"));
