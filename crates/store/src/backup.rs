@@ -18,7 +18,7 @@
 //! sum however each database returns them. Checksums compare a backup with
 //! its own backend only.
 
-use crate::migrate::now_text;
+use crate::migrate::{now_stamp, now_text};
 use crate::postgres::{PgDb, ScratchDatabase};
 use crate::sqlite::SqliteDb;
 use crate::{Database, DatabaseUrl, StoreConfig, StoreError};
@@ -115,14 +115,14 @@ fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> StoreError {
 
 /// The default name of a new backup in `dir`.
 pub fn default_path(dir: &Path, backend: &str) -> PathBuf {
-    let stamp: String = now_text().chars().filter(|c| c.is_ascii_digit()).collect();
+    let stamp = now_stamp();
     let ext = if backend == "postgres" { "sql" } else { "db" };
     dir.join(format!("backup-{stamp}.{ext}"))
 }
 
 /// Creates `path` for writing, readable by its owner only (a backup holds
 /// password hashes and personal data); never overwrites.
-fn create_private(path: &Path) -> Result<std::fs::File, StoreError> {
+pub(crate) fn create_private(path: &Path) -> Result<std::fs::File, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| io_error("cannot create", parent, e))?;
     }
@@ -215,6 +215,14 @@ pub async fn restore(config: &StoreConfig, path: &Path, keep_dir: &Path) -> Resu
         (DatabaseUrl::Postgres(_), Kind::Sqlite) => Err(StoreError::Config(
             "this is a SQLite backup and the configured database is PostgreSQL; restore it with CHARTER_DATABASE_URL unset (or sqlite://PATH)".into(),
         )),
+    }
+}
+
+/// The manifest of a backup that verified; a restore of one that did not is refused.
+fn verified(path: &Path, v: Verification) -> Result<Manifest, StoreError> {
+    match v.manifest {
+        Some(manifest) if v.faults.is_empty() => Ok(manifest),
+        _ => Err(StoreError::Refused(format!("{} does not verify, so nothing was restored: {}", path.display(), v.faults.join("; ")))),
     }
 }
 
@@ -365,15 +373,7 @@ fn sqlite_verify(path: &Path) -> Result<Verification, StoreError> {
 }
 
 fn sqlite_restore(target: &Path, path: &Path, keep_dir: &Path) -> Result<Restored, StoreError> {
-    let verification = sqlite_verify(path)?;
-    if !verification.ok() {
-        return Err(StoreError::Refused(format!(
-            "{} does not verify, so nothing was restored: {}",
-            path.display(),
-            verification.faults.join("; ")
-        )));
-    }
-    let manifest = verification.manifest.expect("verified");
+    let manifest = verified(path, sqlite_verify(path)?)?;
     // The new file beside the target, so the final rename is atomic.
     let incoming = with_suffix(target, ".restoring");
     let _ = std::fs::remove_file(&incoming);
@@ -390,7 +390,7 @@ fn sqlite_restore(target: &Path, path: &Path, keep_dir: &Path) -> Result<Restore
     }
     // Keep the current database, checkpointed into one file, as a backup.
     std::fs::create_dir_all(keep_dir).map_err(|e| io_error("cannot create", keep_dir, e))?;
-    let stamp: String = now_text().chars().filter(|c| c.is_ascii_digit()).collect();
+    let stamp = now_stamp();
     let previous = keep_dir.join(format!("pre-restore-{stamp}.db"));
     if target.exists() {
         let conn = Connection::open(target).map_err(|e| io_error("cannot open", target, e))?;
@@ -516,15 +516,14 @@ async fn pg_restore(url: &str, path: &Path) -> Result<Restored, StoreError> {
             return Err(e);
         }
     };
-    if !verification.ok() {
-        let _ = scratch.drop_now().await;
-        return Err(StoreError::Refused(format!(
-            "{} does not verify, so nothing was restored: {}",
-            path.display(),
-            verification.faults.join("; ")
-        )));
-    }
-    let stamp: String = now_text().chars().filter(|c| c.is_ascii_digit()).collect();
+    let manifest = match verified(path, verification) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = scratch.drop_now().await;
+            return Err(e);
+        }
+    };
+    let stamp = now_stamp();
     let previous = scratch.swap_into(url, &format!("pre_restore_{stamp}")).await?;
-    Ok(Restored { manifest: verification.manifest.expect("verified"), previous })
+    Ok(Restored { manifest, previous })
 }

@@ -89,6 +89,11 @@ pub fn now_text() -> String {
     now.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z")).expect("formats")
 }
 
+/// Now as digits only (`20261127113458221`), for file and database names.
+pub(crate) fn now_stamp() -> String {
+    now_text().chars().filter(|c| c.is_ascii_digit()).collect()
+}
+
 pub fn today_text() -> String {
     now_text()[..10].to_string()
 }

@@ -4,11 +4,11 @@
 //! the terminal and on every page until it is fixed; the database and its
 //! data stay across reloads.
 
-use super::serve::{app_config, init_logging};
+use super::serve::{app_config, init_logging, migrate_if_safe, NotMigrated, DEV_SECRET};
 use crate::config::{spec_dir, store_config, Env};
 use crate::exit;
 use charter_app::{App, Profile, Secret, SystemClock};
-use charter_store::{Database, MigrateOptions, StoreConfig};
+use charter_store::{Database, StoreConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,17 +61,14 @@ async fn prepare(args: &Args<'_>, addr: SocketAddr) -> Result<(Arc<App>, StoreCo
         }
     };
     let config = store_config(&env, args.data).map_err(|e| ("The database setting has an error".to_string(), e))?;
-    let secret = Secret::new(env.get("CHARTER_SECRET").unwrap_or("dev-secret-not-for-production-use-0123").as_bytes().to_vec());
+    let secret = Secret::new(env.get("CHARTER_SECRET").unwrap_or(DEV_SECRET).as_bytes().to_vec());
     let public_url = env.get("CHARTER_PUBLIC_URL").map_or_else(|| format!("http://{addr}"), str::to_string);
     let app_config =
         app_config(&env, profile, secret, public_url, &spec_dir(args.spec)).map_err(|e| ("A setting has an error".to_string(), e))?;
     charter_web::ui::Ui::new(&app_config.ui_templates).map_err(|e| ("A template override has an error".to_string(), e.to_string()))?;
     let db = Database::open(&config).await.map_err(|e| ("The database cannot be opened".to_string(), e.to_string()))?;
-    let opts =
-        MigrateOptions { spec_hash: charter_store::spec_hash(&source), backup_dir: Some(args.data.join("backups")), ..Default::default() };
-    match db.migrate(&model, opts).await {
-        Ok(report) if report.blocked_at.is_some() => {
-            let plan = charter_schema::render_plan(&report.plan, &report.results());
+    match migrate_if_safe(&db, &model, &source, args.data).await {
+        Err(NotMigrated::Unsafe(plan)) => {
             return Err((
                 "The spec needs a migration that is not safe to apply by itself".to_string(),
                 format!("{plan}\nReview it with `charter plan {file}`, then apply it with `charter migrate {file}` (--allow-destructive for destructive steps), or change the spec back."),
@@ -79,7 +76,7 @@ async fn prepare(args: &Args<'_>, addr: SocketAddr) -> Result<(Arc<App>, StoreCo
         }
         Ok(report) if report.applied => eprintln!("charter dev: migrated ({} steps)", report.plan.steps.len()),
         Ok(_) => {}
-        Err(e) => return Err(("The migration failed".to_string(), e.to_string())),
+        Err(NotMigrated::Failed(e)) => return Err(("The migration failed".to_string(), e.to_string())),
     }
     let app = App::new(Arc::new(model), app_config, db, Arc::new(SystemClock))
         .map_err(|e| ("The app cannot start".to_string(), format!("{e:?}")))?;

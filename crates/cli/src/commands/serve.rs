@@ -16,6 +16,9 @@ pub struct Args<'a> {
     pub bind: &'a str,
 }
 
+/// The secret outside prod when none is set (prod refuses it).
+pub const DEV_SECRET: &str = "dev-secret-not-for-production-use-0123";
+
 /// The secret `.env.example` and the docs show; refused in prod.
 const EXAMPLE_SECRET: &str = "change-me";
 
@@ -158,6 +161,29 @@ pub fn init_logging(profile: Profile, filter: Option<&str>) {
     let _ = if profile == Profile::Prod { builder.json().flatten_event(true).try_init() } else { builder.compact().try_init() };
 }
 
+/// Why `serve` or `dev` cannot serve the spec on this database yet.
+pub enum NotMigrated {
+    /// A step is destructive or refused: the plan, rendered.
+    Unsafe(String),
+    Failed(charter_store::StoreError),
+}
+
+/// What `serve` and `dev` do before serving: apply the plan when every
+/// step is safe (backups, if any, under `<data>/backups`).
+pub async fn migrate_if_safe(
+    db: &Database,
+    model: &charter_model::AppModel,
+    source: &str,
+    data: &Path,
+) -> Result<charter_store::MigrationReport, NotMigrated> {
+    let opts = MigrateOptions { spec_hash: charter_store::spec_hash(source), backup_dir: Some(data.join("backups")), ..Default::default() };
+    match db.migrate(model, opts).await {
+        Ok(report) if report.blocked_at.is_some() => Err(NotMigrated::Unsafe(charter_schema::render_plan(&report.plan, &report.results()))),
+        Ok(report) => Ok(report),
+        Err(e) => Err(NotMigrated::Failed(e)),
+    }
+}
+
 /// The address to listen on; a bad one is a usage error, printed.
 pub fn listen_addr(bind: &str, port: u16) -> Result<SocketAddr, u8> {
     format!("{bind}:{port}").parse().or_else(|_| format!("[{bind}]:{port}").parse()).map_err(|_| {
@@ -218,7 +244,7 @@ pub fn run(args: Args) -> u8 {
     init_logging(profile, env.get("CHARTER_LOG"));
     let secret = match (env.get("CHARTER_SECRET"), profile) {
         (Some(s), _) => Secret::new(s.as_bytes().to_vec()),
-        (None, _) => Secret::new(b"dev-secret-not-for-production-use-0123".to_vec()),
+        (None, _) => Secret::new(DEV_SECRET.as_bytes().to_vec()),
     };
     let tls = match tls_files(&env).and_then(|files| files.map(|f| f.server_config()).transpose()) {
         Ok(t) => t,
@@ -254,14 +280,9 @@ pub fn run(args: Args) -> u8 {
                 return exit::USAGE;
             }
         };
-        let opts = MigrateOptions {
-            spec_hash: charter_store::spec_hash(&source),
-            backup_dir: Some(args.data.join("backups")),
-            ..Default::default()
-        };
-        match db.migrate(&model, opts).await {
-            Ok(report) if report.blocked_at.is_some() => {
-                eprint!("{}", charter_schema::render_plan(&report.plan, &report.results()));
+        match migrate_if_safe(&db, &model, &source, args.data).await {
+            Err(NotMigrated::Unsafe(plan)) => {
+                eprint!("{plan}");
                 eprintln!("error: not starting: the spec needs a migration that is not safe to apply automatically.");
                 eprintln!(
                     "Review it with `charter plan`, then apply it with `charter migrate` (--allow-destructive for destructive steps)."
@@ -273,7 +294,7 @@ pub fn run(args: Args) -> u8 {
                     tracing::info!(steps = report.plan.steps.len(), duration_ms = report.duration.as_millis() as u64, "migrated");
                 }
             }
-            Err(e) => {
+            Err(NotMigrated::Failed(e)) => {
                 eprintln!("error: {e}");
                 return exit::PROBLEM;
             }

@@ -227,16 +227,9 @@ impl PgDb {
     async fn backup_before_migration(&self, dir: Option<&Path>) -> Result<PathBuf, StoreError> {
         let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("backups"));
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        let stamp: String = now_text().chars().filter(|c| c.is_ascii_digit()).collect();
+        let stamp = now_stamp();
         let path = dir.join(format!("pre-migrate-{stamp}.sql"));
-        let mut open = std::fs::OpenOptions::new();
-        open.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            open.mode(0o600);
-        }
-        let file = open.open(&path).map_err(|e| StoreError::Unavailable(format!("cannot create backup {}: {e}", path.display())))?;
+        let file = crate::backup::create_private(&path)?;
         match self.pg_dump(&["--format=plain"], file).await {
             Ok(()) => Ok(path),
             Err(e) => {

@@ -120,6 +120,21 @@ impl PgDb {
     }
 }
 
+/// One connection outside the pool (for statements about whole databases),
+/// with the URL's TLS settings; `what` names it in the error.
+async fn direct_client(
+    config: &tokio_postgres::Config,
+    settings: &tls::TlsSettings,
+    what: &str,
+) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = config
+        .connect(tls::PgTls::new(settings)?)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to {what}: {}", pg_error_text(&e))))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
 /// A throwaway database on the server of `url`, for `charter audit
 /// --probe`: a new database with a unique name, dropped by [`Self::drop_now`].
 pub struct ScratchDatabase {
@@ -132,11 +147,7 @@ pub struct ScratchDatabase {
 impl ScratchDatabase {
     pub async fn create(url: &str) -> Result<ScratchDatabase, StoreError> {
         let (config, settings) = tls::parse_url(url)?;
-        let (admin, connection) = config
-            .connect(tls::PgTls::new(&settings)?)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", pg_error_text(&e))))?;
-        tokio::spawn(connection);
+        let admin = direct_client(&config, &settings, "PostgreSQL").await?;
         let name = format!("charter_scratch_{}", crate::sqlite::records::new_id());
         admin.batch_execute(&format!("CREATE DATABASE {}", ident(&name))).await.map_err(|e| {
             StoreError::Unavailable(format!("cannot create a scratch database (the role needs CREATEDB): {}", pg_error_text(&e)))
@@ -164,10 +175,7 @@ impl ScratchDatabase {
         // and this scratch database's own session is on the target.
         let mut maintenance = config.clone();
         maintenance.dbname("postgres");
-        let (admin, connection) = maintenance.connect(tls::PgTls::new(&settings)?).await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot connect to the `postgres` database to swap databases: {}", pg_error_text(&e)))
-        })?;
-        tokio::spawn(connection);
+        let admin = direct_client(&maintenance, &settings, "the `postgres` database to swap databases").await?;
         let own: i32 = self.admin.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
         drop(self.admin);
         admin.execute("SELECT pg_terminate_backend($1)", &[&own]).await?;

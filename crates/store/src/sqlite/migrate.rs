@@ -168,18 +168,15 @@ impl SqliteDb {
     fn backup_before_migration(&self, conn: &Connection, dir: Option<&std::path::Path>) -> Result<std::path::PathBuf, StoreError> {
         let dir = dir.map(|d| d.to_path_buf()).unwrap_or_else(|| self.path().parent().unwrap_or(std::path::Path::new(".")).join("backups"));
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        let stamp: String = now_text().chars().filter(|c| c.is_ascii_digit()).collect();
+        let stamp = now_stamp();
         let path = dir.join(format!("pre-migrate-{stamp}.db"));
+        // Owner-only from the start: it holds password hashes and personal data.
+        drop(crate::backup::create_private(&path)?);
         let mut dst =
             Connection::open(&path).map_err(|e| StoreError::Unavailable(format!("cannot create backup {}: {e}", path.display())))?;
         let backup = rusqlite::backup::Backup::new(conn, &mut dst)?;
         backup.run_to_completion(1024, std::time::Duration::from_millis(0), None)?;
         drop(backup);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        }
         Ok(path)
     }
 }
